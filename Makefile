@@ -1,0 +1,22 @@
+# Two entry points, each doing its own set-up in a local virtual environment:
+#   make demo   trains and evaluates MANet on the embedded synthetic MA-52
+#   make test   runs the test suite
+PYTHON ?= python3
+VENV ?= .venv
+WORKDIR ?= workdirs/demo
+TEST_WORKERS ?= 2
+
+.PHONY: demo test install
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: requirements.txt requirements-dev.txt
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet -r requirements.txt -r requirements-dev.txt
+	touch $@
+
+demo: install
+	PYTHONPATH=. $(VENV)/bin/python run.py --config=configs/demo.py --workdir=$(WORKDIR)
+
+test: install
+	PYTHONPATH=. $(VENV)/bin/python -m pytest -n $(TEST_WORKERS) --durations=15 tests

@@ -1,0 +1,121 @@
+"""Pieces shared by the config files: argument parsing and the base config."""
+
+import ml_collections
+
+
+def parse_arg(arg, **defaults):
+  """Parses `key=value,flag` config arguments against named defaults.
+
+  `parse_arg('paper,batch=4', paper=False, batch=8)` gives
+  `ConfigDict(paper=True, batch=4)`; a bare name sets a bool to True. An
+  unknown name raises a ValueError that lists the allowed ones.
+  """
+  parsed = ml_collections.ConfigDict(defaults)
+  for item in filter(None, (arg or '').split(',')):
+    key, _, value = item.partition('=')
+    if key not in defaults:
+      raise ValueError(f'unknown config argument {key!r}; allowed: '
+                       f'{", ".join(sorted(defaults)) or "none"}.')
+    default = defaults[key]
+    if not value:
+      if not isinstance(default, bool):
+        raise ValueError(f'config argument {key!r} needs a value ({key}=...).')
+      parsed[key] = True
+    elif isinstance(default, bool):
+      parsed[key] = value.lower() in ('1', 'true', 'yes')
+    else:
+      parsed[key] = type(default)(value) if default is not None else value
+  return parsed
+
+
+def get_base_config():
+  """MANet-R50 with the contrastive label-embedding term on MA-52."""
+  config = ml_collections.ConfigDict()
+  config.seed = 0
+  # Backbone weights to start from: None, or a torchvision-layout ResNet-50
+  # ImageNet state dict (.pth / .safetensors), loaded when a run starts.
+  config.init_from = None
+
+  config.data = ml_collections.ConfigDict()
+  config.data.dataset = 'ma52'
+  config.data.builder_config = 'default'  # TFDS BuilderConfig of ma52.
+  config.data.data_dir = None  # TFDS data_dir; None is TFDS' default.
+  config.data.image_size = 224
+  config.data.resize_short_side = 256
+  config.data.crop_scales = (1.0, 0.875, 0.75, 0.66)
+  config.data.max_distort = 1
+  config.data.flip_probability = 0.5
+  config.data.eval_num_clips = 1
+  config.data.num_workers = 8  # grain worker processes per host.
+  config.data.prefetch_buffer_size = 2
+  config.data.train_split = 'train'
+  config.data.eval_split = 'validation'
+
+  config.model = ml_collections.ConfigDict()
+  config.model.depth = 50
+  config.model.stage_sizes = None  # None: the standard stages of `depth`.
+  config.model.width = 64  # Filters of the stem and the first stage.
+  config.model.use_se = True
+  config.model.se_reduction = 4
+  config.model.use_shift = True
+  config.model.num_segments = 8
+  config.model.fold_div = 8
+  config.model.num_classes = 52
+  config.model.embedding_dim = 384  # D; must match the label vectors.
+  config.model.dropout_rate = 0.5
+  config.model.body_head = False  # 7-way body-part head (hierarchical).
+  config.model.dtype = 'auto'  # 'auto' | 'float32' | 'bfloat16'.
+
+  config.loss = ml_collections.ConfigDict()
+  config.loss.label_smoothing = 0.0
+  config.loss.embedding = 'contrastive'  # 'contrastive' | 'mse' | 'none'.
+  config.loss.embedding_weight = 1.0
+  config.loss.temperature = 0.1  # Contrastive only.
+  # A (52, D) float32 .npy; None: the project's default vectors
+  # (maxmicro/assets/label_vectors.npy, D=384).
+  config.loss.label_vectors = None
+  config.loss.learnable_label_vectors = False
+  config.loss.body_weight = 0.0  # Body-head CE weight (body_head only).
+
+  config.optim = ml_collections.ConfigDict()
+  config.optim.name = 'sgd'  # 'sgd' | 'adamw'.
+  # The learning rate scales linearly with the global batch size from
+  # base_learning_rate at base_batch_size (0.00125 at 10 in the paper).
+  config.optim.base_learning_rate = 0.00125
+  config.optim.base_batch_size = 10
+  config.optim.momentum = 0.9
+  config.optim.weight_decay = 1e-4
+  config.optim.grad_clip_norm = 20.0
+  config.optim.schedule = 'step'  # 'step' | 'cosine'.
+  config.optim.decay_epochs = (30, 60)
+  config.optim.decay_factor = 0.1
+  config.optim.warmup_epochs = 0.0
+  config.optim.fc_lr5 = True  # fc_emb_t weight x5, bias x10 (official).
+
+  config.train = ml_collections.ConfigDict()
+  config.train.global_batch_size = 64
+  config.train.num_epochs = 80
+  config.train.log_every_steps = 50
+  config.train.checkpoint_every_steps = 1000
+  config.train.keep_checkpoints = 3
+  config.train.eval_every_epochs = 5
+
+  config.eval = ml_collections.ConfigDict()
+  config.eval.global_batch_size = 64
+  return config
+
+
+def apply_tiny(config):
+  """Shrinks a config to seconds on one CPU core: the suite's test model."""
+  config.model.depth = 50
+  config.model.stage_sizes = (1, 1)
+  config.model.width = 8
+  config.model.num_segments = 4
+  config.model.embedding_dim = 16
+  config.model.dropout_rate = 0.0
+  config.data.image_size = 32
+  config.data.resize_short_side = 36
+  config.data.num_workers = 0
+  config.train.global_batch_size = 4
+  config.eval.global_batch_size = 4
+  return config

@@ -1,0 +1,1 @@
+"""maxmicro: MANet micro-action recognition on MA-52 in JAX/Flax."""

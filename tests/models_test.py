@@ -1,0 +1,162 @@
+"""Tests for maxmicro.models: shapes, parameter counts, switches, modes."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from configs import manet
+from configs import tsm
+from configs import tsn
+from maxmicro import models
+
+
+def count(tree):
+  return sum(int(np.prod(leaf.shape)) for leaf in jax.tree.leaves(tree))
+
+
+def abstract_variables(config, frames=8, size=224):
+  model = models.build_model(config)
+  video = jax.ShapeDtypeStruct((2, frames, size, size, 3), jnp.float32)
+  return model, jax.eval_shape(
+      lambda v: model.init({'params': jax.random.key(0)}, v), video)
+
+
+def test_paper_config_has_the_official_parameter_count():
+  model, variables = abstract_variables(manet.get_config('paper'))
+  params = variables['params']
+  se = sum(int(np.prod(leaf.shape))
+           for path, leaf in jax.tree_util.tree_leaves_with_path(params)
+           if "'se'" in jax.tree_util.keystr(path))
+  assert count(params) == 32_284_252
+  assert count(params['backbone']) - se == 23_508_032  # ResNet-50 trunk.
+  assert se == 7_964_672
+  assert {'fc_cls', 'fc_emb', 'fc_emb_t'} <= set(params)
+  assert params['fc_emb_t']['kernel'].shape == (300, 300)
+  # T=8 at 224x224: outputs averaged over time.
+  outputs = jax.eval_shape(
+      lambda v, x: model.apply(v, x), variables,
+      jax.ShapeDtypeStruct((2, 8, 224, 224, 3), jnp.float32))
+  assert outputs['action_logits'].shape == (2, 52)
+  assert outputs['embedding'].shape == (2, 300)
+  assert outputs['features'].shape == (2, 2048)
+
+
+def test_tsm_and_tsn_have_no_se_parameters():
+  # TSM and TSN differ only in the (parameter-free) shift.
+  for module in (tsm, tsn):
+    _, variables = abstract_variables(module.get_config('paper'))
+    assert count(variables['params']) == 32_284_252 - 7_964_672
+
+
+@pytest.mark.parametrize('depth,trunk_params', [
+    (18, 11_176_512), (34, 21_284_672), (50, 23_508_032),
+    (101, 42_500_160)])  # torchvision's counts without `fc`.
+def test_depths_match_torchvision(depth, trunk_params):
+  config = tsn.get_config()
+  config.model.depth = depth
+  _, variables = abstract_variables(config, size=64)
+  assert count(variables['params']['backbone']) == trunk_params
+
+
+def test_body_head_is_optional():
+  config = manet.get_config('tiny')
+  config.model.body_head = True
+  model = models.build_model(config)
+  video = jnp.zeros((2, 4, 32, 32, 3))
+  variables = model.init({'params': jax.random.key(0)}, video)
+  assert variables['params']['fc_body']['kernel'].shape[-1] == 7
+  assert model.apply(variables, video)['body_logits'].shape == (2, 7)
+
+
+def test_batch_stats_change_only_in_training():
+  config = manet.get_config('tiny')
+  model = models.build_model(config)
+  video = jax.random.normal(jax.random.key(1), (2, 4, 32, 32, 3))
+  variables = model.init({'params': jax.random.key(0)}, video)
+  eval_out = model.apply(variables, video)
+  assert not isinstance(eval_out, tuple)  # Nothing mutable in eval.
+  _, updates = model.apply(variables, video, train=True,
+                           rngs={'dropout': jax.random.key(2)},
+                           mutable=['batch_stats'])
+  before = jax.tree.leaves(variables['batch_stats'])
+  after = jax.tree.leaves(updates['batch_stats'])
+  assert all(np.any(b != a) for b, a in zip(before, after))
+
+
+def test_dropout_only_in_training():
+  config = manet.get_config('tiny')
+  config.model.dropout_rate = 0.5
+  model = models.build_model(config)
+  video = jax.random.normal(jax.random.key(1), (2, 4, 32, 32, 3))
+  variables = model.init({'params': jax.random.key(0)}, video)
+  first, second = (model.apply(variables, video)['action_logits']
+                   for _ in range(2))
+  np.testing.assert_array_equal(first, second)
+  train_logits = [
+      model.apply(variables, video, train=True, mutable=['batch_stats'],
+                  rngs={'dropout': jax.random.key(seed)})[0]['action_logits']
+      for seed in (3, 4)]
+  assert np.any(train_logits[0] != train_logits[1])
+
+
+def test_outputs_are_frame_means():
+  # TSN applies the network per frame: the clip output is the mean of the
+  # outputs of its frames scored one at a time.
+  config = tsn.get_config('tiny')
+  config.model.num_segments = 1
+  single = models.build_model(config)
+  config.model.num_segments = 4
+  clip = models.build_model(config)
+  video = jax.random.normal(jax.random.key(5), (1, 4, 32, 32, 3))
+  variables = clip.init({'params': jax.random.key(0)}, video)
+  per_frame = single.apply(variables, video.reshape(4, 1, 32, 32, 3))
+  clip_out = clip.apply(variables, video)
+  for key in ('action_logits', 'embedding', 'features'):
+    np.testing.assert_allclose(clip_out[key][0], per_frame[key].mean(0),
+                               rtol=1e-5, atol=1e-6)
+
+
+def test_shift_and_se_change_the_function():
+  video = jax.random.normal(jax.random.key(6), (1, 4, 32, 32, 3))
+  config = tsn.get_config('tiny')
+  variables = models.build_model(config).init({'params': jax.random.key(0)},
+                                              video)
+  config.model.use_shift = True
+  tsm_out = models.build_model(config).apply(variables, video)
+  config.model.use_shift = False
+  tsn_out = models.build_model(config).apply(variables, video)
+  assert np.any(tsm_out['features'] != tsn_out['features'])
+
+
+def test_bfloat16_compute_keeps_float32_parameters():
+  config = manet.get_config('tiny')
+  config.model.dtype = 'bfloat16'
+  model = models.build_model(config)
+  video = jnp.ones((1, 4, 32, 32, 3))
+  variables = model.init({'params': jax.random.key(0)}, video)
+  assert {leaf.dtype for leaf in jax.tree.leaves(variables)} == {
+      jnp.dtype('float32')}
+  outputs = model.apply(variables, video)
+  assert outputs['action_logits'].dtype == jnp.float32
+
+
+def test_auto_dtype_is_float32_on_cpu():
+  assert models.compute_dtype('auto') == jnp.float32
+
+
+@pytest.mark.parametrize('field,value,message', [
+    ('depth', 42, r'config\.model\.depth=42'),
+    ('dtype', 'float16', r"config\.model\.dtype='float16'"),
+])
+def test_bad_config_values_are_named(field, value, message):
+  config = manet.get_config('tiny')
+  config.model[field] = value
+  with pytest.raises(ValueError, match=message):
+    models.build_model(config)
+
+
+def test_wrong_frame_count_is_named():
+  model = models.build_model(manet.get_config('tiny'))
+  with pytest.raises(ValueError, match='num_segments=4'):
+    model.init({'params': jax.random.key(0)}, jnp.zeros((1, 3, 32, 32, 3)))
