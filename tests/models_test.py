@@ -11,6 +11,10 @@ from configs import tsn
 from maxmicro import models
 
 
+def init(model, video):
+  return jax.jit(model.init)({'params': jax.random.key(0)}, video)
+
+
 def count(tree):
   return sum(int(np.prod(leaf.shape)) for leaf in jax.tree.leaves(tree))
 
@@ -64,7 +68,7 @@ def test_body_head_is_optional():
   config.model.body_head = True
   model = models.build_model(config)
   video = jnp.zeros((2, 4, 32, 32, 3))
-  variables = model.init({'params': jax.random.key(0)}, video)
+  variables = init(model, video)
   assert variables['params']['fc_body']['kernel'].shape[-1] == 7
   assert model.apply(variables, video)['body_logits'].shape == (2, 7)
 
@@ -73,7 +77,7 @@ def test_batch_stats_change_only_in_training():
   config = manet.get_config('tiny')
   model = models.build_model(config)
   video = jax.random.normal(jax.random.key(1), (2, 4, 32, 32, 3))
-  variables = model.init({'params': jax.random.key(0)}, video)
+  variables = init(model, video)
   eval_out = model.apply(variables, video)
   assert not isinstance(eval_out, tuple)  # Nothing mutable in eval.
   _, updates = model.apply(variables, video, train=True,
@@ -89,7 +93,7 @@ def test_dropout_only_in_training():
   config.model.dropout_rate = 0.5
   model = models.build_model(config)
   video = jax.random.normal(jax.random.key(1), (2, 4, 32, 32, 3))
-  variables = model.init({'params': jax.random.key(0)}, video)
+  variables = init(model, video)
   first, second = (model.apply(variables, video)['action_logits']
                    for _ in range(2))
   np.testing.assert_array_equal(first, second)
@@ -109,7 +113,7 @@ def test_outputs_are_frame_means():
   config.model.num_segments = 4
   clip = models.build_model(config)
   video = jax.random.normal(jax.random.key(5), (1, 4, 32, 32, 3))
-  variables = clip.init({'params': jax.random.key(0)}, video)
+  variables = init(clip, video)
   per_frame = single.apply(variables, video.reshape(4, 1, 32, 32, 3))
   clip_out = clip.apply(variables, video)
   for key in ('action_logits', 'embedding', 'features'):
@@ -120,8 +124,7 @@ def test_outputs_are_frame_means():
 def test_shift_and_se_change_the_function():
   video = jax.random.normal(jax.random.key(6), (1, 4, 32, 32, 3))
   config = tsn.get_config('tiny')
-  variables = models.build_model(config).init({'params': jax.random.key(0)},
-                                              video)
+  variables = init(models.build_model(config), video)
   config.model.use_shift = True
   tsm_out = models.build_model(config).apply(variables, video)
   config.model.use_shift = False
@@ -134,7 +137,7 @@ def test_bfloat16_compute_keeps_float32_parameters():
   config.model.dtype = 'bfloat16'
   model = models.build_model(config)
   video = jnp.ones((1, 4, 32, 32, 3))
-  variables = model.init({'params': jax.random.key(0)}, video)
+  variables = init(model, video)
   assert {leaf.dtype for leaf in jax.tree.leaves(variables)} == {
       jnp.dtype('float32')}
   outputs = model.apply(variables, video)
