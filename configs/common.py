@@ -35,6 +35,9 @@ def get_base_config():
   # Backbone weights to start from: None, or a torchvision-layout ResNet-50
   # ImageNet state dict (.pth / .safetensors), loaded when a run starts.
   config.init_from = None
+  # None, or a fake MA-52 to write under `manual_dir` and build into
+  # `config.data` when that is not built yet (configs/demo.py sets one).
+  config.synthetic_data = None
 
   config.data = ml_collections.ConfigDict()
   config.data.dataset = 'ma52'
@@ -47,6 +50,8 @@ def get_base_config():
   config.data.flip_probability = 0.5
   config.data.eval_num_clips = 1
   config.data.num_workers = 8  # grain worker processes per host.
+  # Threads per worker (or in-process) that read and transform examples.
+  config.data.read_threads = 2
   config.data.prefetch_buffer_size = 2
   config.data.train_split = 'train'
   config.data.eval_split = 'validation'
@@ -91,14 +96,19 @@ def get_base_config():
   config.optim.decay_factor = 0.1
   config.optim.warmup_epochs = 0.0
   config.optim.fc_lr5 = True  # fc_emb_t weight x5, bias x10 (official).
+  config.optim.adam_b2 = 0.999  # AdamW only; its b1 is `momentum`.
 
   config.train = ml_collections.ConfigDict()
   config.train.global_batch_size = 64
   config.train.num_epochs = 80
+  # None: num_epochs x steps per epoch (the schedule spans these steps).
+  config.train.num_train_steps = None
+  # Split large parameters (and their optimizer moments) over the devices.
+  config.train.fsdp = False
   config.train.log_every_steps = 50
   config.train.checkpoint_every_steps = 1000
   config.train.keep_checkpoints = 3
-  config.train.eval_every_epochs = 5
+  config.train.eval_every_epochs = 5  # And at the end; None: at the end.
 
   config.eval = ml_collections.ConfigDict()
   config.eval.global_batch_size = 64

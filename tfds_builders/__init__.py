@@ -1,0 +1,1 @@
+"""TFDS dataset builders of maxmicro (`tfds build tfds_builders/<name>`)."""
