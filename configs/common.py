@@ -1,6 +1,7 @@
 """Pieces shared by the config files: argument parsing and the base config."""
 
 import ml_collections
+from ml_collections import config_dict
 
 
 def parse_arg(arg, **defaults):
@@ -34,7 +35,7 @@ def get_base_config():
   config.seed = 0
   # Backbone weights to start from: None, or a torchvision-layout ResNet-50
   # ImageNet state dict (.pth / .safetensors), loaded when a run starts.
-  config.init_from = None
+  config.init_from = config_dict.placeholder(str)
   # None, or a fake MA-52 to write under `manual_dir` and build into
   # `config.data` when that is not built yet (configs/demo.py sets one).
   config.synthetic_data = None
@@ -42,7 +43,9 @@ def get_base_config():
   config.data = ml_collections.ConfigDict()
   config.data.dataset = 'ma52'
   config.data.builder_config = 'default'  # TFDS BuilderConfig of ma52.
-  config.data.data_dir = None  # TFDS data_dir; None is TFDS' default.
+  # TFDS data_dir; None is TFDS' default. Typed placeholders (None, settable
+  # by --config.x=... overrides) stand for optional values.
+  config.data.data_dir = config_dict.placeholder(str)
   config.data.image_size = 224
   config.data.resize_short_side = 256
   config.data.crop_scales = (1.0, 0.875, 0.75, 0.66)
@@ -78,7 +81,7 @@ def get_base_config():
   config.loss.temperature = 0.1  # Contrastive only.
   # A (52, D) float32 .npy; None: the project's default vectors
   # (maxmicro/assets/label_vectors.npy, D=384).
-  config.loss.label_vectors = None
+  config.loss.label_vectors = config_dict.placeholder(str)
   config.loss.learnable_label_vectors = False
   config.loss.body_weight = 0.0  # Body-head CE weight (body_head only).
 
@@ -102,13 +105,15 @@ def get_base_config():
   config.train.global_batch_size = 64
   config.train.num_epochs = 80
   # None: num_epochs x steps per epoch (the schedule spans these steps).
-  config.train.num_train_steps = None
+  config.train.num_train_steps = config_dict.placeholder(int)
   # Split large parameters (and their optimizer moments) over the devices.
   config.train.fsdp = False
   config.train.log_every_steps = 50
   config.train.checkpoint_every_steps = 1000
   config.train.keep_checkpoints = 3
-  config.train.eval_every_epochs = 5  # And at the end; None: at the end.
+  # And at the end; None (or 0): at the end only.
+  config.train.eval_every_epochs = config_dict.placeholder(int)
+  config.train.eval_every_epochs = 5
 
   config.eval = ml_collections.ConfigDict()
   config.eval.global_batch_size = 64

@@ -1,0 +1,206 @@
+r"""Throughput of the MANet-R50 train step, its FLOP utilisation and compile time.
+
+  PYTHONPATH=. python benchmarks/train_step.py                # CPU, N=2 + torch
+  PYTHONPATH=. python benchmarks/train_step.py --batch=128 --models=manet,tsn
+      --steps=20                                              # on a GPU
+
+Times `train.train_step` (the real one: SGD with MANet's parameter groups,
+grad clipping, BatchNorm updates, CE + 50 x MSE of `configs/manet.py:paper`)
+on random uint8 clips of T=8 frames of 224x224, already on the device, so the
+input pipeline is not measured. Model FLOP utilisation (MFU) is the compiled
+step's FLOPs (XLA cost analysis) per second over the device's peak. With
+`--torch` (the default on CPU) it also times the same step of the PyTorch
+reference MANet (tests/torch_reference.py) in float32.
+"""
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+
+import jax
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from configs import manet  # noqa: E402  pylint: disable=g-import-not-at-top
+from configs import tsn  # noqa: E402  pylint: disable=g-import-not-at-top
+from maxmicro import sharding  # noqa: E402  pylint: disable=g-import-not-at-top
+from maxmicro import train  # noqa: E402  pylint: disable=g-import-not-at-top
+
+# Dense peak FLOP/s by device kind and compute dtype (vendor data sheets).
+PEAK_FLOPS = {
+    ('H100', 'bfloat16'): 989e12, ('H100', 'float32'): 67e12,
+    ('H200', 'bfloat16'): 989e12, ('H200', 'float32'): 67e12,
+    ('A100', 'bfloat16'): 312e12, ('A100', 'float32'): 19.5e12,
+    ('TPU v5', 'bfloat16'): 197e12, ('TPU v4', 'bfloat16'): 275e12,
+}
+
+
+def cpu_peak_flops():
+  """Cores x clock x FLOPs/cycle of FMA vectors (an upper bound, float32)."""
+  flags, mhz = '', None
+  with open('/proc/cpuinfo') as file:
+    for line in file:
+      if line.startswith('flags') and not flags:
+        flags = line
+      if line.startswith('cpu MHz') and mhz is None:
+        mhz = float(line.split(':')[1])
+  lanes = 16 if 'avx512f' in flags else 8 if 'avx2' in flags else 4
+  flops_per_cycle = 2 * 2 * lanes  # Two FMA units, 2 FLOPs per FMA.
+  return os.cpu_count() * (mhz or 2000) * 1e6 * flops_per_cycle
+
+
+def peak_flops(dtype_name):
+  device = jax.devices()[0]
+  if device.platform == 'cpu':
+    return cpu_peak_flops()
+  for (kind, dtype), flops in PEAK_FLOPS.items():
+    if kind in device.device_kind and dtype == dtype_name:
+      return flops * jax.device_count()
+  return None
+
+
+def _config(model_name, batch, dtype, label_vectors):
+  config = (manet if model_name == 'manet' else tsn).get_config('paper')
+  config.model.dtype = dtype
+  config.loss.label_vectors = label_vectors
+  config.train.global_batch_size = batch
+  config.lock()
+  return config
+
+
+def time_jax(model_name, batch, steps, dtype, label_vectors):
+  """Compile time, seconds per step, FLOPs per step of the JAX step."""
+  config = _config(model_name, batch, dtype, label_vectors)
+  mesh = sharding.make_mesh()
+  trainer = train.make_trainer(config, mesh, num_train_examples=100 * batch)
+  state = trainer.init_state(jax.random.key(0))
+  rng = np.random.default_rng(0)
+  batch_arrays = sharding.global_batch({
+      'video': rng.integers(0, 256, (batch, 8, 224, 224, 3), dtype=np.uint8),
+      'label': rng.integers(52, size=batch).astype(np.int32)}, mesh)
+  step_rng = jax.random.key(1)
+  started = time.perf_counter()
+  compiled = trainer.jit_train_step().lower(state, batch_arrays,
+                                            step_rng).compile()
+  compile_seconds = time.perf_counter() - started
+  cost = compiled.cost_analysis()
+  cost = cost[0] if isinstance(cost, (list, tuple)) else cost
+  flops = float(cost.get('flops', 0.0)) if cost else 0.0
+  for _ in range(2):  # Warm up.
+    state, metrics = compiled(state, batch_arrays, step_rng)
+  jax.block_until_ready(metrics)
+  started = time.perf_counter()
+  for _ in range(steps):
+    state, metrics = compiled(state, batch_arrays, step_rng)
+  jax.block_until_ready(metrics)
+  seconds = (time.perf_counter() - started) / steps
+  assert np.isfinite(float(metrics['loss']))
+  return compile_seconds, seconds, flops
+
+
+def time_torch(batch, steps):
+  """Seconds per step of the PyTorch reference MANet, float32 on CPU."""
+  import torch  # pylint: disable=g-import-not-at-top
+  from tests import torch_reference  # pylint: disable=g-import-not-at-top
+  torch.manual_seed(0)
+  torch.set_num_threads(os.cpu_count())
+  model = torch_reference.MANetReference(num_segments=8).train()
+  head = model.cls_head
+  last = {id(head.fc_emb_t.weight), id(head.fc_emb_t.bias)}
+  decay, no_decay = [], []
+  for name, parameter in model.named_parameters():
+    if id(parameter) in last:
+      continue
+    (decay if name.endswith('weight') and parameter.ndim > 1
+     else no_decay).append(parameter)
+  lr = 0.00125 * batch / 10
+  optimizer = torch.optim.SGD([
+      {'params': decay, 'weight_decay': 1e-4},
+      {'params': no_decay, 'weight_decay': 0.0},
+      {'params': [head.fc_emb_t.weight], 'lr': 5 * lr, 'weight_decay': 1e-4},
+      {'params': [head.fc_emb_t.bias], 'lr': 10 * lr, 'weight_decay': 0.0},
+  ], lr=lr, momentum=0.9)
+  frames = torch.randint(0, 256, (batch * 8, 224, 224, 3), dtype=torch.uint8)
+  labels = torch.randint(52, (batch,))
+  vectors = torch.randn(52, 300)
+  mean = torch.tensor([123.675, 116.28, 103.53]).view(1, 3, 1, 1)
+  std = torch.tensor([58.395, 57.12, 57.375]).view(1, 3, 1, 1)
+
+  def step():
+    video = (frames.permute(0, 3, 1, 2).float() - mean) / std
+    logits, embedding = model(video)
+    loss = (torch.nn.functional.cross_entropy(logits, labels) +
+            50 * torch.nn.functional.mse_loss(embedding, vectors[labels]))
+    optimizer.zero_grad()
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(model.parameters(), 20.0)
+    optimizer.step()
+    return loss
+
+  for _ in range(2):
+    step()
+  started = time.perf_counter()
+  for _ in range(steps):
+    step()
+  return (time.perf_counter() - started) / steps
+
+
+def main():
+  parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+  parser.add_argument('--batch', type=int, default=None,
+                      help='Clips per step (default: 2 on CPU, 128 else).')
+  parser.add_argument('--steps', type=int, default=None)
+  parser.add_argument('--models', default='manet',
+                      help='Comma-separated: manet, tsn.')
+  parser.add_argument('--dtype', default='auto',
+                      help='auto (float32 on CPU, bfloat16 on GPU/TPU), '
+                      'float32 or bfloat16.')
+  parser.add_argument('--torch', default=None, choices=('yes', 'no'),
+                      help='Also time PyTorch (default: yes on CPU).')
+  args = parser.parse_args()
+  on_cpu = jax.default_backend() == 'cpu'
+  batch = args.batch or (2 if on_cpu else 128)
+  steps = args.steps or (5 if on_cpu else 20)
+  dtype = args.dtype
+  if dtype == 'auto':
+    dtype = 'float32' if on_cpu else 'bfloat16'
+  with tempfile.TemporaryDirectory() as scratch:
+    label_vectors = os.path.join(scratch, 'label_vectors.npy')
+    np.save(label_vectors, np.random.default_rng(0).normal(
+        size=(52, 300)).astype(np.float32))
+    device = jax.devices()[0]
+    peak = peak_flops(dtype)
+    results = []
+    for model_name in args.models.split(','):
+      compile_seconds, seconds, flops = time_jax(model_name, batch, steps,
+                                                 dtype, label_vectors)
+      result = {
+          'model': f'{model_name}-r50', 'framework': 'jax', 'batch': batch,
+          'frames': 8, 'size': 224, 'dtype': dtype,
+          'device': f'{jax.device_count()}x {device.device_kind}',
+          'compile_s': round(compile_seconds, 1),
+          'step_s': round(seconds, 4), 'clips_per_s': round(batch / seconds, 2),
+          'tflops_per_step': round(flops / 1e12, 3),
+          'mfu': round(flops / seconds / peak, 4) if peak and flops else None,
+      }
+      results.append(result)
+      print(json.dumps(result), flush=True)
+    if args.torch == 'yes' or (args.torch is None and on_cpu):
+      seconds = time_torch(batch, steps)
+      result = {'model': 'manet-r50', 'framework': 'torch', 'batch': batch,
+                'frames': 8, 'size': 224, 'dtype': 'float32',
+                'device': f'cpu ({os.cpu_count()} threads)',
+                'step_s': round(seconds, 4),
+                'clips_per_s': round(batch / seconds, 2)}
+      print(json.dumps(result), flush=True)
+      jax_manet = next(r for r in results if r['model'] == 'manet-r50')
+      print(json.dumps({'jax_over_torch_speed': round(
+          result['step_s'] / jax_manet['step_s'], 3)}), flush=True)
+
+
+if __name__ == '__main__':
+  main()

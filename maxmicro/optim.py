@@ -1,0 +1,134 @@
+"""The optimizer: learning-rate schedule and MANet's parameter groups in Optax.
+
+Parameter groups are those of mmaction2's `TSMOptimizerConstructor` with
+`fc_lr5=True`, as the official MANet trains:
+
+  group        what                               lr     weight decay
+  weight       conv and Dense kernels             x1     yes
+  bias         Dense biases                       x2     no
+  norm         BatchNorm scale and bias           x1     no
+  lr5_weight   `fc_emb_t` kernel (fc_lr5)         x5     yes
+  lr10_bias    `fc_emb_t` bias (fc_lr5)           x10    no
+  label_vectors  learnable label vectors          x1     no
+
+`fc_emb_t` is the last Linear layer in the official module order, which is
+the one `fc_lr5` singles out. Gradients are clipped by their global norm
+before weight decay (mmcv's `OptimizerHook` clips, then `SGD.step` decays).
+"""
+
+import jax
+import optax
+
+# The layer `fc_lr5` boosts: the last Linear layer in MANet's module order.
+LR5_LAYER = 'fc_emb_t'
+# name: (learning-rate multiplier, weight decay on)
+GROUPS = {
+    'weight': (1.0, True),
+    'bias': (2.0, False),
+    'norm': (1.0, False),
+    'lr5_weight': (5.0, True),
+    'lr10_bias': (10.0, False),
+    'label_vectors': (1.0, False),
+}
+OPTIMIZERS = ('sgd', 'adamw')
+SCHEDULES = ('step', 'cosine')
+
+
+def peak_learning_rate(optim_config, global_batch_size):
+  """Linear scaling: `base_learning_rate * global_batch / base_batch_size`."""
+  return (optim_config.base_learning_rate * global_batch_size /
+          optim_config.base_batch_size)
+
+
+def make_schedule(optim_config, *, global_batch_size, steps_per_epoch,
+                  total_steps):
+  """The base-group learning rate as a function of the step.
+
+  `step`: constant, times `decay_factor` at each of `decay_epochs` (mmcv's
+  epoch-wise step policy). `cosine`: cosine decay to zero at `total_steps`.
+  Either starts with a linear warmup from zero over `warmup_epochs`.
+  """
+  if optim_config.schedule not in SCHEDULES:
+    raise ValueError(f'config.optim.schedule={optim_config.schedule!r} is not '
+                     f'one of {", ".join(SCHEDULES)}.')
+  peak = peak_learning_rate(optim_config, global_batch_size)
+  warmup_steps = int(round(optim_config.warmup_epochs * steps_per_epoch))
+  if optim_config.schedule == 'step':
+    boundaries = {
+        int(epoch * steps_per_epoch) - warmup_steps: optim_config.decay_factor
+        for epoch in optim_config.decay_epochs
+        if int(epoch * steps_per_epoch) > warmup_steps}
+    main = optax.piecewise_constant_schedule(peak, boundaries)
+  else:
+    main = optax.cosine_decay_schedule(
+        peak, decay_steps=max(total_steps - warmup_steps, 1))
+  if not warmup_steps:
+    return main
+  warmup = optax.linear_schedule(0.0, peak, warmup_steps)
+  return optax.join_schedules([warmup, main], [warmup_steps])
+
+
+def parameter_group(path, fc_lr5=True):
+  """The group name of the parameter at `path` (a tuple of dict keys).
+
+  Paths look like `('model', 'backbone', 'layer1_0', 'bn1', 'scale')`;
+  BatchNorm layers are the ones named `bn*` or `*_bn`.
+  """
+  if path[0] == 'label_vectors':
+    return 'label_vectors'
+  layer, leaf = path[-2], path[-1]
+  if leaf == 'scale' or layer.startswith('bn') or layer.endswith('_bn'):
+    return 'norm'
+  if fc_lr5 and layer == LR5_LAYER:
+    return 'lr5_weight' if leaf == 'kernel' else 'lr10_bias'
+  if leaf == 'bias':
+    return 'bias'
+  if leaf == 'kernel':
+    return 'weight'
+  raise ValueError(f'parameter {"/".join(path)} fits no parameter group.')
+
+
+def parameter_groups(params, fc_lr5=True):
+  """The tree of group names for a parameter tree (optax.multi_transform)."""
+  def label(key_path, _):
+    return parameter_group(tuple(k.key for k in key_path), fc_lr5)
+  return jax.tree_util.tree_map_with_path(label, params)
+
+
+def _group_transform(optim_config, schedule, multiplier, decay):
+  """One group: its update rule, weight decay, and scaled learning rate."""
+  scaled = lambda step: multiplier * schedule(step)  # noqa: E731
+  decayed = ([optax.add_decayed_weights(optim_config.weight_decay)]
+             if decay and optim_config.weight_decay else [])
+  if optim_config.name == 'sgd':
+    # torch SGD: d = g + wd * p; buf = momentum * buf + d; p -= lr * buf.
+    return optax.chain(*decayed, optax.trace(decay=optim_config.momentum),
+                       optax.scale_by_learning_rate(scaled))
+  # AdamW: decoupled decay, scaled by the learning rate like the update.
+  return optax.chain(
+      optax.scale_by_adam(b1=optim_config.momentum, b2=optim_config.adam_b2),
+      *decayed, optax.scale_by_learning_rate(scaled))
+
+
+def make_optimizer(optim_config, schedule):
+  """Global-norm clipping, then per-group SGD-momentum or AdamW.
+
+  Args:
+    optim_config: `config.optim`.
+    schedule: the base-group learning rate of the step (`make_schedule`).
+
+  Returns:
+    An `optax.GradientTransformation` over a trainable tree
+    `{'model': params, ['label_vectors': (52, D)]}`.
+  """
+  if optim_config.name not in OPTIMIZERS:
+    raise ValueError(f'config.optim.name={optim_config.name!r} is not one of '
+                     f'{", ".join(OPTIMIZERS)}.')
+  transforms = {
+      name: _group_transform(optim_config, schedule, multiplier, decay)
+      for name, (multiplier, decay) in GROUPS.items()}
+  clip = ([optax.clip_by_global_norm(optim_config.grad_clip_norm)]
+          if optim_config.grad_clip_norm else [])
+  return optax.chain(*clip, optax.multi_transform(
+      transforms,
+      lambda params: parameter_groups(params, optim_config.fc_lr5)))

@@ -1,0 +1,131 @@
+"""The device mesh and the shardings of state and batches, built once.
+
+One mesh axis, `data`, spans every device of every process. Batches are split
+along it; the train state is replicated, or with FSDP its large arrays are
+split along it too. The mesh uses `Auto` axis types: XLA's partitioner
+propagates the shardings given to `jax.jit`, so the model needs no sharding
+annotations (with `Explicit` axes, FSDP-sharded kernels would need them).
+"""
+
+import os
+
+import jax
+import numpy as np
+from jax.experimental import multihost_utils
+from jax.sharding import NamedSharding
+from jax.sharding import PartitionSpec as P
+
+DATA_AXIS = 'data'
+# Arrays smaller than this stay replicated under FSDP: splitting them saves
+# little memory and costs a gather each.
+FSDP_MIN_SIZE = 2**16
+# Environment variables that say a multi-process launch wants
+# `jax.distributed.initialize()` (its own cluster detection does the rest).
+_DISTRIBUTED_ENV = ('JAX_COORDINATOR_ADDRESS', 'JAX_NUM_PROCESSES')
+
+
+def maybe_initialize_distributed(force=False):
+  """Starts JAX's multi-process runtime when launched that way.
+
+  Call before anything touches a device. `force` (run.py `--distributed`) is
+  for clusters JAX detects itself (Cloud TPU pods, SLURM, Open MPI); a
+  `JAX_COORDINATOR_ADDRESS` in the environment also turns it on.
+  """
+  if force or any(os.environ.get(name) for name in _DISTRIBUTED_ENV):
+    jax.distributed.initialize()
+
+
+def make_mesh():
+  """A 1-D mesh named `data` over all devices of all processes."""
+  return jax.make_mesh((jax.device_count(),), (DATA_AXIS,),
+                       axis_types=(jax.sharding.AxisType.Auto,))
+
+
+def replicated(mesh):
+  return NamedSharding(mesh, P())
+
+
+def batch_sharding(mesh):
+  """Leading (batch) dimension split over `data`."""
+  return NamedSharding(mesh, P(DATA_AXIS))
+
+
+def _fsdp_spec(shape, num_shards):
+  """Splits the largest dimension that divides evenly, if the array is big."""
+  if int(np.prod(shape, dtype=np.int64)) < FSDP_MIN_SIZE or num_shards == 1:
+    return P()
+  for axis in sorted(range(len(shape)), key=lambda a: -shape[a]):
+    if shape[axis] % num_shards == 0:
+      spec = [None] * len(shape)
+      spec[axis] = DATA_AXIS
+      return P(*spec)
+  return P()
+
+
+def state_shardings(abstract_state, mesh, fsdp=False):
+  """Shardings for a (possibly abstract) state pytree.
+
+  Replicated, or with `fsdp` each large array split along its largest evenly
+  divisible dimension (parameters and their optimizer moments alike, as they
+  share shapes).
+  """
+  if not fsdp:
+    return jax.tree.map(lambda _: replicated(mesh), abstract_state)
+  num_shards = mesh.shape[DATA_AXIS]
+  return jax.tree.map(
+      lambda leaf: NamedSharding(mesh, _fsdp_spec(np.shape(leaf), num_shards)),
+      abstract_state)
+
+
+def with_shardings(abstract_tree, shardings):
+  """`jax.ShapeDtypeStruct`s carrying `shardings` (restore targets)."""
+  return jax.tree.map(
+      lambda leaf, sharding: jax.ShapeDtypeStruct(leaf.shape, leaf.dtype,
+                                                  sharding=sharding),
+      abstract_tree, shardings)
+
+
+def check_batch_size(global_batch_size, mesh, what='train'):
+  """Raises ValueError unless the batch splits evenly over devices/processes."""
+  devices, processes = mesh.size, jax.process_count()
+  if global_batch_size % devices or global_batch_size % processes:
+    raise ValueError(
+        f'config.{what}.global_batch_size={global_batch_size} must be a '
+        f'multiple of the device count ({devices}) and of the process count '
+        f'({processes}).')
+  return global_batch_size // processes
+
+
+def global_batch(local_batch, mesh):
+  """Process-local numpy arrays -> global `jax.Array`s split over `data`.
+
+  Keys whose arrays are not numeric (for example `video_id` strings) are left
+  out: they stay on the host.
+  """
+  sharding = batch_sharding(mesh)
+  processes = jax.process_count()
+  arrays = {}
+  for key, value in local_batch.items():
+    value = np.asarray(value)
+    if value.dtype.kind not in 'biuf':
+      continue
+    global_shape = (value.shape[0] * processes,) + value.shape[1:]
+    arrays[key] = jax.make_array_from_process_local_data(
+        sharding, value, global_shape)
+  return arrays
+
+
+def to_local(array, mesh):
+  """A global batch-split array -> this process's rows, as numpy."""
+  if jax.process_count() == 1:
+    return np.asarray(array)
+  return np.asarray(multihost_utils.global_array_to_host_local_array(
+      array, mesh, P(DATA_AXIS)))
+
+
+def gather_to_all(tree):
+  """Concatenates process-local numpy arrays over processes, in process order."""
+  if jax.process_count() == 1:
+    return tree
+  return jax.tree.map(np.asarray,
+                      multihost_utils.process_allgather(tree, tiled=True))

@@ -1,0 +1,112 @@
+r"""maxmicro's entry point: train, evaluate, predict or submit.
+
+  python run.py --config=configs/demo.py --workdir=workdirs/demo
+  python run.py --workdir=workdirs/demo --mode=eval
+  python run.py --workdir=workdirs/demo --mode=predict --video=clip.mp4
+  python run.py --workdir=workdirs/demo --mode=submit
+
+`train` needs `--config` (with `:arg` and `--config.x=y` overrides) and
+resumes from the workdir's latest checkpoint. `eval`, `predict` and `submit`
+use the config saved with the checkpoint unless `--config` is given.
+"""
+
+import os
+import sys
+
+from absl import app
+from absl import flags
+from absl import logging
+from ml_collections import config_flags
+
+from maxmicro import checkpoint
+from maxmicro import prepare
+from maxmicro import sharding
+from maxmicro.data import ma52_layout
+from maxmicro.data import video
+
+config_flags.DEFINE_config_file('config', None, 'A configs/*.py file.',
+                                lock_config=True)
+flags.DEFINE_string('workdir', None, 'Checkpoints, metrics and reports.',
+                    required=True)
+flags.DEFINE_enum('mode', 'train', ['train', 'eval', 'predict', 'submit'],
+                  'What to do.')
+flags.DEFINE_string('video', None, 'predict: a video file or a folder of them.')
+flags.DEFINE_string('checkpoint', 'latest',
+                    'eval/predict/submit: latest, best or a step number.')
+flags.DEFINE_string('split', None, 'eval: a labelled split (default: '
+                    'config.data.eval_split).')
+flags.DEFINE_integer('top_k', 5, 'predict: actions to list per video.')
+flags.DEFINE_string('output_json', None, 'predict: where to write the JSON '
+                    '(default WORKDIR/predictions.json).')
+flags.DEFINE_bool('distributed', False, 'Call jax.distributed.initialize() '
+                  '(also on when JAX_COORDINATOR_ADDRESS is set).')
+FLAGS = flags.FLAGS
+
+# Bad input, missing files and divergence end as a one-paragraph message.
+USER_ERRORS = (ValueError, OSError, FloatingPointError,
+               checkpoint.CheckpointError, prepare.DatasetMissingError,
+               video.VideoError, ma52_layout.Ma52LayoutError)
+
+
+def train():
+  from maxmicro import metrics, train as train_lib  # pylint: disable=g-import-not-at-top
+  if FLAGS.config is None:
+    raise ValueError('--mode=train needs --config (e.g. configs/demo.py).')
+  results = train_lib.train_and_evaluate(FLAGS.config, FLAGS.workdir)
+  if results:
+    print(metrics.format_table(results))
+
+
+def evaluate():
+  from maxmicro import evaluate as evaluate_lib, metrics  # pylint: disable=g-import-not-at-top
+  results, step, split = evaluate_lib.evaluate_checkpoint(
+      FLAGS.workdir, FLAGS.config, FLAGS.checkpoint, FLAGS.split)
+  print(f'{split} metrics of checkpoint step {step} (percent):')
+  print(metrics.format_table(results))
+
+
+def predict():
+  from maxmicro import predict as predict_lib  # pylint: disable=g-import-not-at-top
+  if not FLAGS.video:
+    raise ValueError('--mode=predict needs --video=PATH (a video file or a '
+                     'folder of them).')
+  paths = predict_lib.find_videos(FLAGS.video)
+  predictor = predict_lib.load(FLAGS.workdir, FLAGS.checkpoint)
+  results = {}
+  for path in paths:
+    results[path] = predictor(path, top_k=FLAGS.top_k)
+    print(predict_lib.format_text(path, results[path]), flush=True)
+  output = FLAGS.output_json or os.path.join(FLAGS.workdir, 'predictions.json')
+  with open(output, 'w') as file:
+    file.write(predict_lib.format_json(results))
+  print(f'wrote {output}')
+
+
+def submit():
+  from maxmicro import submit as submit_lib  # pylint: disable=g-import-not-at-top
+  zip_path, count, step = submit_lib.submit_checkpoint(
+      FLAGS.workdir, FLAGS.config, FLAGS.checkpoint)
+  print(f'wrote {zip_path} ({count} test videos, checkpoint step {step})')
+
+
+MODES = {'train': train, 'eval': evaluate, 'predict': predict,
+         'submit': submit}
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f'unexpected arguments: {" ".join(argv[1:])}')
+  if not FLAGS['verbosity'].present:
+    # Orbax and TFDS log every file they write at INFO; progress is printed.
+    logging.set_verbosity(logging.WARNING)
+  try:
+    sharding.maybe_initialize_distributed(FLAGS.distributed)
+    MODES[FLAGS.mode]()
+  except USER_ERRORS as error:
+    logging.debug('details', exc_info=True)  # Shown with --verbosity=1.
+    print(f'error ({FLAGS.mode}): {error}', file=sys.stderr)
+    sys.exit(1)
+
+
+if __name__ == '__main__':
+  app.run(main)

@@ -1,0 +1,120 @@
+"""Parameter groups, learning-rate multipliers and schedules in optax."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from configs import manet
+from maxmicro import models
+from maxmicro import optim
+
+
+def _tiny_params():
+  config = manet.get_config('tiny')
+  model = models.build_model(config)
+  variables = jax.eval_shape(lambda: model.init(
+      jax.random.key(0), jnp.zeros((1, 4, 32, 32, 3)), train=False))
+  return {'model': variables['params']}
+
+
+def _groups(fc_lr5=True):
+  groups = optim.parameter_groups(_tiny_params(), fc_lr5)
+  return {'/'.join(k.key for k in path): group for path, group in
+          jax.tree_util.tree_flatten_with_path(groups)[0]}
+
+
+def test_parameter_groups_of_manet():
+  groups = _groups()
+  assert groups['model/fc_emb_t/kernel'] == 'lr5_weight'
+  assert groups['model/fc_emb_t/bias'] == 'lr10_bias'
+  assert groups['model/fc_cls/kernel'] == 'weight'
+  assert groups['model/fc_cls/bias'] == 'bias'
+  assert groups['model/fc_emb/bias'] == 'bias'
+  assert groups['model/backbone/conv1/kernel'] == 'weight'
+  assert groups['model/backbone/bn1/scale'] == 'norm'
+  assert groups['model/backbone/bn1/bias'] == 'norm'
+  assert groups['model/backbone/layer2_0/downsample_bn/bias'] == 'norm'
+  assert groups['model/backbone/layer1_0/mix/se/fc1/kernel'] == 'weight'
+  assert set(groups.values()) == {'weight', 'bias', 'norm', 'lr5_weight',
+                                  'lr10_bias'}
+  plain = _groups(fc_lr5=False)
+  assert plain['model/fc_emb_t/kernel'] == 'weight'
+  assert plain['model/fc_emb_t/bias'] == 'bias'
+
+
+def _optim_config(**overrides):
+  config = manet.get_config().optim
+  config.update(overrides)
+  return config
+
+
+@pytest.mark.parametrize('name', ['sgd', 'adamw'])
+def test_group_learning_rates_and_decay(name):
+  """One step from zero momentum: each group moves by its multiplier."""
+  params = {'model': {
+      'fc_cls': {'kernel': jnp.ones((2, 2)), 'bias': jnp.ones(2)},
+      'bn1': {'scale': jnp.ones(2), 'bias': jnp.ones(2)},
+      'fc_emb_t': {'kernel': jnp.ones((2, 2)), 'bias': jnp.ones(2)}}}
+  grads = jax.tree.map(lambda p: 0.5 * jnp.ones_like(p), params)
+  learning_rate, weight_decay = 0.1, 0.01
+  config = _optim_config(name=name, weight_decay=weight_decay,
+                         grad_clip_norm=0.0)
+  tx = optim.make_optimizer(config, lambda step: learning_rate)
+  updates, _ = tx.update(grads, tx.init(params), params)
+  updates = jax.device_get(updates['model'])
+  # AdamW's first step normalises the gradient to 1 (up to eps).
+  g = 0.5 if name == 'sgd' else 1.0
+  expected = {  # (lr multiplier, decay)
+      ('fc_cls', 'kernel'): (1, True), ('fc_cls', 'bias'): (2, False),
+      ('bn1', 'scale'): (1, False), ('bn1', 'bias'): (1, False),
+      ('fc_emb_t', 'kernel'): (5, True), ('fc_emb_t', 'bias'): (10, False)}
+  for (layer, leaf), (multiplier, decay) in expected.items():
+    step = g + (weight_decay if decay else 0.0)
+    np.testing.assert_allclose(updates[layer][leaf],
+                               -learning_rate * multiplier * step, rtol=1e-5,
+                               err_msg=f'{layer}/{leaf}')
+
+
+def test_gradients_clipped_by_global_norm_first():
+  params = {'model': {'fc_cls': {'kernel': jnp.zeros((2,))}}}
+  grads = {'model': {'fc_cls': {'kernel': jnp.array([30.0, 40.0])}}}  # 50
+  config = _optim_config(weight_decay=0.0, grad_clip_norm=20.0)
+  tx = optim.make_optimizer(config, lambda step: 1.0)
+  updates, _ = tx.update(grads, tx.init(params), params)
+  np.testing.assert_allclose(updates['model']['fc_cls']['kernel'],
+                             [-12.0, -16.0], rtol=1e-6)
+
+
+def test_paper_step_schedule_scales_with_batch():
+  config = _optim_config()  # 0.00125 at 10, x0.1 at epochs 30 and 60.
+  schedule = optim.make_schedule(config, global_batch_size=40,
+                                 steps_per_epoch=100, total_steps=8000)
+  assert optim.peak_learning_rate(config, 40) == pytest.approx(0.005)
+  for step, expected in [(0, 0.005), (2999, 0.005), (3000, 0.0005),
+                         (5999, 0.0005), (6000, 0.00005), (7999, 0.00005)]:
+    assert float(schedule(step)) == pytest.approx(expected, rel=1e-5), step
+
+
+def test_cosine_schedule_with_warmup():
+  config = _optim_config(schedule='cosine', warmup_epochs=1.0,
+                         base_learning_rate=0.1, base_batch_size=10)
+  schedule = optim.make_schedule(config, global_batch_size=10,
+                                 steps_per_epoch=10, total_steps=110)
+  assert float(schedule(0)) == 0.0
+  assert float(schedule(5)) == pytest.approx(0.05)
+  assert float(schedule(10)) == pytest.approx(0.1)
+  assert float(schedule(60)) == pytest.approx(0.05, rel=1e-4)
+  assert float(schedule(110)) == pytest.approx(0.0, abs=1e-7)
+
+
+@pytest.mark.parametrize('field,value,message', [
+    ('name', 'lamb', 'config.optim.name'),
+    ('schedule', 'linear', 'config.optim.schedule'),
+])
+def test_unknown_names_raise(field, value, message):
+  config = _optim_config(**{field: value})
+  with pytest.raises(ValueError, match=message):
+    schedule = optim.make_schedule(config, global_batch_size=10,
+                                   steps_per_epoch=1, total_steps=1)
+    optim.make_optimizer(config, schedule)

@@ -1,0 +1,126 @@
+"""The training loop end to end on the tiny model: outputs, determinism,
+resumption, and the train step on its own."""
+
+import json
+import os
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from maxmicro import checkpoint
+from maxmicro import metrics
+from maxmicro import reporting
+from maxmicro import sharding
+from maxmicro import train
+from tests import tiny_run
+
+pytestmark = pytest.mark.usefixtures('fast_compile')
+fast_compile = tiny_run.fast_compile
+
+
+def _losses(workdir):
+  """{step: loss} of the train lines; a re-run step keeps its last value."""
+  return {r['step']: r['loss'] for r in reporting.read_metrics(workdir,
+                                                               'train')}
+
+
+def test_run_writes_the_contract_outputs(built_fake_ma52):
+  workdir, result, lines = tiny_run.trained_workdir(built_fake_ma52)
+  records = reporting.read_metrics(workdir)
+  train_lines = [r for r in records if r['kind'] == 'train']
+  assert [r['step'] for r in train_lines] == [1, 2, 3, 4]
+  for record in train_lines:
+    assert np.isfinite(record['loss']) and record['learning_rate'] > 0
+    assert {'epoch', 'grad_norm', 'ce_loss', 'embedding_loss'} <= set(record)
+  (eval_line,) = [r for r in records if 'split' in r]
+  assert eval_line['split'] == 'validation' and eval_line['step'] == 4
+  assert set(metrics.METRIC_NAMES) <= set(eval_line)
+  assert eval_line['num_videos'] == 52
+  assert result == {k: eval_line[k] for k in metrics.METRIC_NAMES}
+  manager = checkpoint.make_manager(checkpoint.checkpoint_dir(workdir),
+                                    read_only=True)
+  assert list(manager.all_steps()) == [2, 4]
+  assert manager.best_step() == 4  # The only step with validation metrics.
+  for suffix in ('_metrics.json', '_confusion.png', '_f1.png'):
+    assert os.path.exists(os.path.join(workdir, 'eval',
+                                       f'validation_step4{suffix}'))
+  with open(os.path.join(workdir, 'eval', 'validation_step4_metrics.json')) \
+      as file:
+    assert len(json.load(file)['per_class_f1']) == 52
+  assert os.listdir(os.path.join(workdir, 'tensorboard'))
+  assert any('first step compiled' in line for line in lines)
+
+
+def test_same_seed_same_losses_and_resume_matches(built_fake_ma52, tmp_path):
+  reference, _, _ = tiny_run.trained_workdir(built_fake_ma52)
+  config = tiny_run.tiny_config(built_fake_ma52)
+  # Stopped after step 3 as a preemption would: the last checkpoint is 2.
+  _, lines = tiny_run.run(config, str(tmp_path), stop_at_step=3)
+  assert _losses(str(tmp_path)) == {
+      step: loss for step, loss in _losses(reference).items() if step <= 3}
+  _, lines = tiny_run.run(config, str(tmp_path))
+  assert 'resuming from step 2' in lines
+  assert _losses(str(tmp_path)) == _losses(reference)  # Exactly equal.
+
+
+def test_finished_run_does_nothing(built_fake_ma52):
+  workdir, _, _ = tiny_run.trained_workdir(built_fake_ma52)
+  config = tiny_run.tiny_config(built_fake_ma52)
+  before = reporting.read_metrics(workdir)
+  result, lines = tiny_run.run(config, workdir)
+  assert result is None
+  assert any('already finished at step 4' in line for line in lines)
+  assert reporting.read_metrics(workdir) == before
+
+
+def test_train_step_alone(built_fake_ma52):
+  """The jitted step is a pure function of (state, batch, rng)."""
+  config = tiny_run.tiny_config(built_fake_ma52)
+  mesh = sharding.make_mesh()
+  trainer = train.make_trainer(config, mesh, num_train_examples=8)
+  state = trainer.init_state(jax.random.key(0))
+  step = trainer.jit_train_step()
+  rng = np.random.default_rng(0)
+  batch = {'video': jnp.asarray(rng.integers(0, 256, (4, 4, 32, 32, 3),
+                                             dtype=np.uint8)),
+           'label': jnp.asarray([0, 1, 2, 3], jnp.int32)}
+  before = jax.device_get(state.batch_stats)
+  first, first_metrics = step(state, batch, jax.random.key(1))
+  assert state.step.is_deleted()  # Donated.
+  assert int(first.step) == 1
+  assert np.isfinite(float(first_metrics['loss']))
+  assert float(first_metrics['grad_norm']) > 0
+  changed = jax.tree.map(lambda a, b: not np.allclose(a, b), before,
+                         jax.device_get(first.batch_stats))
+  assert any(jax.tree.leaves(changed))
+  # Same inputs, same outputs (a fresh state: the first was donated).
+  again, again_metrics = step(trainer.init_state(jax.random.key(0)), batch,
+                              jax.random.key(1))
+  assert float(again_metrics['loss']) == float(first_metrics['loss'])
+
+
+def test_learnable_label_vectors_train(built_fake_ma52):
+  config = tiny_run.tiny_config(built_fake_ma52)
+  config.unlock()
+  config.loss.learnable_label_vectors = True
+  trainer = train.make_trainer(config, sharding.make_mesh(), 8)
+  state = trainer.init_state(jax.random.key(0))
+  vectors = np.asarray(state.params['label_vectors'])
+  np.testing.assert_array_equal(vectors, np.load(config.loss.label_vectors))
+  batch = {'video': jnp.zeros((4, 4, 32, 32, 3), jnp.uint8),
+           'label': jnp.arange(4, dtype=jnp.int32)}
+  state, _ = trainer.jit_train_step()(state, batch, jax.random.key(1))
+  assert np.any(np.asarray(state.params['label_vectors']) != vectors)
+
+
+def test_non_finite_loss_fails_loudly():
+  with pytest.raises(FloatingPointError, match='loss is nan at step 7'):
+    train._check_finite(7, {'loss': float('nan'), 'grad_norm': 1.0})
+
+
+def test_batch_not_divisible_by_devices_raises(built_fake_ma52):
+  config = tiny_run.tiny_config(built_fake_ma52)
+  with pytest.raises(ValueError, match='larger than the 3 training videos'):
+    train.make_trainer(config, sharding.make_mesh(), num_train_examples=3)
