@@ -28,6 +28,7 @@ import jax.numpy as jnp
 import numpy as np
 import orbax.checkpoint as ocp
 
+from maxmicro import checkpoint
 from maxmicro import models
 from maxmicro import torch_names
 
@@ -306,25 +307,15 @@ def load_backbone_init(path, variables, config):
 def write_workdir(out_dir, variables, config):
   """Writes `variables` and `config` as a workdir that `run.py` can read.
 
-  Layout: `out_dir/config.json` (`config.to_json()`) and an Orbax
-  CheckpointManager in `out_dir/checkpoints` holding step 0 with one
-  Composite item, `variables` = `{'params': ..., 'batch_stats': ...}`.
-  Refuses to write over existing checkpoints.
+  The layout is the one training writes (`checkpoint.save_variables`), so
+  `run.py --workdir=out_dir --mode=eval|predict|submit` reads it, and
+  `--mode=train` fine-tunes from it. Refuses to write over checkpoints.
   """
-  out_dir = epath.Path(out_dir).absolute()
-  checkpoint_dir = out_dir / 'checkpoints'
-  if checkpoint_dir.exists() and any(checkpoint_dir.iterdir()):
+  checkpoints = epath.Path(checkpoint.checkpoint_dir(out_dir))
+  if checkpoints.exists() and any(checkpoints.iterdir()):
     raise ConversionError(
-        f'{checkpoint_dir} already holds checkpoints; choose a new --out.')
-  out_dir.mkdir(parents=True, exist_ok=True)
-  (out_dir / 'config.json').write_text(config.to_json(indent=2))
-  manager = ocp.CheckpointManager(checkpoint_dir)
-  try:
-    manager.save(0, args=ocp.args.Composite(
-        variables=ocp.args.StandardSave(variables)))
-    manager.wait_until_finished()
-  finally:
-    manager.close()
+        f'{checkpoints} already holds checkpoints; choose a new --out.')
+  checkpoint.save_variables(out_dir, variables, config)
 
 
 def convert_checkpoint(torch_checkpoint, config, out_dir):

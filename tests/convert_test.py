@@ -4,7 +4,6 @@ The full ResNet-50 comparisons run 2 clips of 8 frames at 64x64; the error
 and CLI cases use the `:tiny` model.
 """
 
-import json
 import os
 import subprocess
 import sys
@@ -15,14 +14,16 @@ from absl.testing import parameterized
 import flax
 import jax
 import numpy as np
-import orbax.checkpoint as ocp
 import torch
 
 from configs import manet
 from configs import tsm
 from configs import tsn
 from maxmicro import convert
+from maxmicro import labels
 from maxmicro import models
+from maxmicro import predict
+from tests import sample_videos
 from tests import torch_reference
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -273,14 +274,21 @@ class CommandLineTest(absltest.TestCase):
     self.assertEqual(result.returncode, 0, result.stderr)
     self.assertIn('skipped', result.stdout)
 
-    with open(os.path.join(out, 'config.json')) as file:
-      self.assertEqual(json.load(file)['model']['width'], 8)
-    with ocp.CheckpointManager(os.path.join(out, 'checkpoints')) as manager:
-      self.assertEqual(manager.latest_step(), 0)
-      restored = manager.restore(0, args=ocp.args.Composite(
-          variables=ocp.args.StandardRestore()))['variables']
+    predictor = predict.load(out)
+    self.assertEqual(predictor.config.model.width, 8)
     want = convert.torch_to_variables(state_dict, config)
-    jax.tree.map(np.testing.assert_array_equal, restored, want)
+    jax.tree.map(np.testing.assert_array_equal,
+                 jax.device_get(predictor.variables), want)
+    # run.py reads the converted workdir as it reads a training one.
+    video = str(sample_videos.BIKES)
+    predicted = subprocess.run(
+        [sys.executable, 'run.py', f'--workdir={out}', '--mode=predict',
+         f'--video={video}'], cwd=REPO_ROOT,
+        env=dict(os.environ, PYTHONPATH=REPO_ROOT, JAX_PLATFORMS='cpu'),
+        capture_output=True, text=True, check=False)
+    self.assertEqual(predicted.returncode, 0, predicted.stderr)
+    top1 = labels.ACTION_NAMES[int(np.argmax(predictor.scores(video)))]
+    self.assertIn(top1, predicted.stdout)
 
     again = self._run(f'--torch_checkpoint={checkpoint}',
                       '--config=configs/manet.py:tiny', f'--out={out}')

