@@ -9,6 +9,9 @@ from configs import manet
 from configs import tsm
 from configs import tsn
 from maxmicro import models
+from tests.tiny_run import fast_compile  # pylint: disable=unused-import
+
+pytestmark = pytest.mark.usefixtures('fast_compile')
 
 
 def init(model, video):
