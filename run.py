@@ -8,6 +8,10 @@ r"""maxmicro's entry point: train, evaluate, predict or submit.
 `train` needs `--config` (with `:arg` and `--config.x=y` overrides) and
 resumes from the workdir's latest checkpoint. `eval`, `predict` and `submit`
 use the config saved with the checkpoint unless `--config` is given.
+
+Exit codes: 0 done; 1 bad input or a failure, said in one paragraph on
+stderr (`--verbose` adds the traceback); 42 (`preemption.EXIT_PREEMPTED`)
+stopped by SIGTERM after saving a checkpoint: rerun to resume.
 """
 
 import os
@@ -19,6 +23,8 @@ from absl import logging
 from ml_collections import config_flags
 
 from maxmicro import checkpoint
+from maxmicro import config_checks
+from maxmicro import preemption
 from maxmicro import prepare
 from maxmicro import sharding
 from maxmicro.data import ma52_layout
@@ -40,6 +46,7 @@ flags.DEFINE_string('output_json', None, 'predict: where to write the JSON '
                     '(default WORKDIR/predictions.json).')
 flags.DEFINE_bool('distributed', False, 'Call jax.distributed.initialize() '
                   '(also on when JAX_COORDINATOR_ADDRESS is set).')
+flags.DEFINE_bool('verbose', False, 'On errors, show the Python traceback.')
 FLAGS = flags.FLAGS
 
 # Bad input, missing files and divergence end as a one-paragraph message.
@@ -102,11 +109,19 @@ def main(argv):
   try:
     sharding.maybe_initialize_distributed(FLAGS.distributed)
     MODES[FLAGS.mode]()
-  except USER_ERRORS as error:
-    logging.debug('details', exc_info=True)  # Shown with --verbosity=1.
-    print(f'error ({FLAGS.mode}): {error}', file=sys.stderr)
+  except preemption.Preempted as stop:
+    print(stop, file=sys.stderr)
+    sys.exit(preemption.EXIT_PREEMPTED)
+  except Exception as error:  # pylint: disable=broad-exception-caught
+    if FLAGS.verbose:
+      raise
+    # Anything else is a bug or an unforeseen failure: still one paragraph.
+    what = ('' if isinstance(error, USER_ERRORS) else
+            f'unexpected {type(error).__name__}: ')
+    print(f'error ({FLAGS.mode}): {what}{error} (rerun with --verbose for '
+          'the traceback)', file=sys.stderr)
     sys.exit(1)
 
 
 if __name__ == '__main__':
-  app.run(main)
+  app.run(main, flags_parser=config_checks.parse_flags)

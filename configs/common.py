@@ -111,6 +111,10 @@ def get_base_config():
   config.train.log_every_steps = 50
   config.train.checkpoint_every_steps = 1000
   config.train.keep_checkpoints = 3
+  # A step with a NaN or Inf loss or gradient is never applied. 'stop': end
+  # the run naming the step (the last good checkpoint stays the latest);
+  # 'skip': go on and count such steps (`nonfinite_steps` in metrics.jsonl).
+  config.train.nonfinite_policy = 'stop'
   # And at the end; None (or 0): at the end only.
   config.train.eval_every_epochs = config_dict.placeholder(int)
   config.train.eval_every_epochs = 5

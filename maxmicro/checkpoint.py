@@ -15,10 +15,20 @@ with those variables and a fresh optimizer.
 
 Arrays restore into abstract targets that carry the current shardings, so a
 checkpoint saved on one mesh restores onto any other device count.
+
+Faults: Orbax writes a step into `<step>.orbax-checkpoint-tmp*` and renames it
+after writing `commit_success.txt` into it, so a save cut short leaves either
+a tmp directory (ignored, then cleaned up) or, on file systems without atomic
+rename, a step without the marker: `is_committed` tells them apart, and
+readers skip uncommitted steps. `Saver` turns a failing save (a full disk)
+into a `CheckpointError` naming the step and the last good one.
 """
 
 import json
 import os
+import time
+
+from absl import logging
 
 import grain
 import jax
@@ -27,6 +37,8 @@ import orbax.checkpoint as ocp
 from orbax.checkpoint import checkpoint_managers
 
 CHECKPOINT_SUBDIR = 'checkpoints'
+# Orbax writes it into a step last, just before the step's commit.
+COMMIT_MARKER = 'commit_success.txt'
 ITEM_NAMES = ('variables', 'train', 'iterator', 'config')
 BEST_METRIC = 'action_top1'
 
@@ -55,7 +67,9 @@ def make_manager(directory, *, keep=3, read_only=False):
       best_fn=best, best_mode='max', preservation_policy=policy,
       # Readers open without orbax's read-only mode, which warns on every
       # open; they never save, so nothing is written or deleted.
-      create=not read_only)
+      create=not read_only,
+      # A writer removes the tmp directories of saves that a kill cut short.
+      cleanup_tmp_directories=not read_only)
   return ocp.CheckpointManager(directory, options=options,
                                item_names=ITEM_NAMES)
 
@@ -83,6 +97,76 @@ def save(manager, step, *, variables, config, train=None, iterator=None,
     items['iterator'] = grain.checkpoint.CheckpointSave(iterator)
   manager.save(step, args=ocp.args.Composite(**items), metrics=metrics,
                force=True)
+
+
+def is_committed(manager, step):
+  """Whether `step` was written to the end (it has Orbax's commit marker)."""
+  return os.path.exists(os.path.join(manager.directory, str(step),
+                                     COMMIT_MARKER))
+
+
+def steps_newest_first(manager):
+  return sorted(manager.all_steps(), reverse=True)
+
+
+def set_aside(manager, step, why):
+  """Renames a broken step to `<step>.<why>-<time>` so a new save can reuse
+  its number; nothing is deleted. Returns the new path."""
+  source = os.path.join(manager.directory, str(step))
+  target = f'{source}.{why}-{int(time.time())}'
+  os.rename(source, target)
+  manager.reload()
+  return target
+
+
+def latest_committed_step(manager):
+  """The newest step that was written to the end, warning about newer ones."""
+  for step in steps_newest_first(manager):
+    if is_committed(manager, step):
+      return step
+    logging.warning('checkpoint %s/%s is incomplete (no %s: a save was cut '
+                    'short); skipping it.', manager.directory, step,
+                    COMMIT_MARKER)
+  return None
+
+
+class Saver:
+  """Saves steps through a manager and reports a failing save clearly.
+
+  Orbax saves in the background, so a write that fails (no space left on the
+  device, a lost mount) surfaces at the next `save` or at `wait`; either
+  raises `CheckpointError` naming the failed step and the last committed
+  one, which Orbax's atomic commit leaves intact.
+  """
+
+  def __init__(self, manager):
+    self.manager = manager
+    self._pending = None
+
+  def save(self, step, **items):
+    self.wait()  # Orbax waits for the previous save anyway; this names it.
+    self._pending = step
+    self._guard(lambda: save(self.manager, step, **items), step)
+
+  def wait(self):
+    if self._pending is not None:
+      self._guard(self.manager.wait_until_finished, self._pending)
+      self._pending = None
+
+  def _guard(self, action, step):
+    try:
+      action()
+    except Exception as error:  # Orbax and TensorStore raise many types.
+      self._pending = None  # Reported once; `wait` after this is a no-op.
+      good = latest_committed_step(self.manager)
+      kept = (f'the last complete checkpoint, step {good}, is intact'
+              if good is not None and good != step else
+              'no earlier checkpoint exists')
+      raise CheckpointError(
+          f'saving checkpoint step {step} to {self.manager.directory} failed '
+          f'({type(error).__name__}: {error}); training stopped and {kept}. '
+          'Free space or fix the directory, then rerun the same command to '
+          'resume.') from error
 
 
 def has_item(manager, step, name):
@@ -161,7 +245,12 @@ def select_step(manager, which='latest'):
         '--config=configs/demo.py --workdir=WORKDIR) or write one from '
         'converted weights (maxmicro.checkpoint.save_variables).')
   if which == 'latest':
-    return manager.latest_step()
+    step = latest_committed_step(manager)
+    if step is None:
+      raise CheckpointError(
+          f'no complete checkpoint in {where}: every step there was cut '
+          'short while saving; train again to write one.')
+    return step
   if which == 'best':
     return manager.best_step()
   try:

@@ -20,7 +20,9 @@ DATA_AXIS = 'data'
 # little memory and costs a gather each.
 FSDP_MIN_SIZE = 2**16
 # Environment variables that say a multi-process launch wants
-# `jax.distributed.initialize()` (its own cluster detection does the rest).
+# `jax.distributed.initialize()`. JAX reads the address itself; the process
+# count and index are maxmicro's convention for clusters JAX cannot detect
+# (a plain multi-node GPU launch, or several processes on one machine).
 _DISTRIBUTED_ENV = ('JAX_COORDINATOR_ADDRESS', 'JAX_NUM_PROCESSES')
 
 
@@ -29,10 +31,20 @@ def maybe_initialize_distributed(force=False):
 
   Call before anything touches a device. `force` (run.py `--distributed`) is
   for clusters JAX detects itself (Cloud TPU pods, SLURM, Open MPI); a
-  `JAX_COORDINATOR_ADDRESS` in the environment also turns it on.
+  `JAX_COORDINATOR_ADDRESS` in the environment also turns it on, with
+  `JAX_NUM_PROCESSES` and `JAX_PROCESS_ID` where JAX cannot detect them.
   """
-  if force or any(os.environ.get(name) for name in _DISTRIBUTED_ENV):
-    jax.distributed.initialize()
+  if not (force or any(os.environ.get(name) for name in _DISTRIBUTED_ENV)):
+    return
+  kwargs = {}
+  if os.environ.get('JAX_NUM_PROCESSES'):
+    kwargs['num_processes'] = int(os.environ['JAX_NUM_PROCESSES'])
+  if os.environ.get('JAX_PROCESS_ID'):
+    kwargs['process_id'] = int(os.environ['JAX_PROCESS_ID'])
+  # Cross-process collectives of the CPU backend (tests, CPU clusters);
+  # GPU and TPU use their own.
+  jax.config.update('jax_cpu_collectives_implementation', 'gloo')
+  jax.distributed.initialize(**kwargs)
 
 
 def make_mesh():

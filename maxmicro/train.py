@@ -4,6 +4,13 @@ Read top to bottom: helpers, `create_train_state`, `train_step`, then
 `train_and_evaluate(config, workdir)`, which builds the mesh, restores or
 initialises the state, trains, evaluates on validation every
 `config.train.eval_every_epochs` and at the end, and checkpoints.
+
+Faults (see README "Faults"): SIGTERM saves the step and raises
+`preemption.Preempted`; a step with a NaN or Inf loss or gradient is never
+applied, and `config.train.nonfinite_policy` stops the run naming it or skips
+it; no checkpoint is saved after a non-finite step under 'stop'; a save that
+fails raises `checkpoint.CheckpointError`; resuming skips checkpoints that a
+kill cut short and falls back to the last complete one.
 """
 
 import dataclasses
@@ -18,10 +25,12 @@ import numpy as np
 import optax
 
 from maxmicro import checkpoint
+from maxmicro import config_checks
 from maxmicro import evaluate
 from maxmicro import losses
 from maxmicro import models
 from maxmicro import optim
+from maxmicro import preemption
 from maxmicro import prepare
 from maxmicro import reporting
 from maxmicro import sharding
@@ -34,11 +43,15 @@ class TrainState:
 
   `params` is the trainable tree `{'model': <model params>}`, plus
   `'label_vectors'` (52, D) when `config.loss.learnable_label_vectors`.
+  `nonfinite_steps` counts the steps not applied because their loss or
+  gradients were NaN or Inf; `first_nonfinite_step` is the first (0: none).
   """
   step: jax.Array
   params: Any
   batch_stats: Any
   opt_state: Any
+  nonfinite_steps: jax.Array
+  first_nonfinite_step: jax.Array
 
   @property
   def variables(self):
@@ -64,7 +77,9 @@ def create_train_state(rng, *, model, tx, video_shape, label_vectors=None):
     params['label_vectors'] = jnp.asarray(label_vectors, jnp.float32)
   return TrainState(step=jnp.zeros((), jnp.int32), params=params,
                     batch_stats=variables['batch_stats'],
-                    opt_state=tx.init(params))
+                    opt_state=tx.init(params),
+                    nonfinite_steps=jnp.zeros((), jnp.int32),
+                    first_nonfinite_step=jnp.zeros((), jnp.int32))
 
 
 def train_step(state, batch, rng, *, model, tx, schedule, loss_config,
@@ -82,7 +97,10 @@ def train_step(state, batch, rng, *, model, tx, schedule, loss_config,
 
   Returns:
     `(state, metrics)`: metrics are scalars (loss and its parts, grad norm,
-    learning rate, batch accuracy).
+    learning rate, batch accuracy, and the non-finite step counters). A step
+    whose loss or gradient norm is NaN or Inf advances `step` and the
+    counters only: parameters, statistics and optimizer state stay the last
+    good ones.
   """
   rng = jax.random.fold_in(rng, state.step)
   video = evaluate.normalise(batch['video'])
@@ -100,14 +118,28 @@ def train_step(state, batch, rng, *, model, tx, schedule, loss_config,
       loss_fn, has_aux=True)(state.params)
   updates, opt_state = tx.update(grads, state.opt_state, state.params)
   params = optax.apply_updates(state.params, updates)
+  grad_norm = optax.global_norm(grads)
+  finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
+  keep_if_bad = functools.partial(jax.tree.map,
+                                  lambda new, old: jnp.where(finite, new, old))
+  step = state.step + 1
+  new_state = state.replace(
+      step=step,
+      params=keep_if_bad(params, state.params),
+      batch_stats=keep_if_bad(batch_stats, state.batch_stats),
+      opt_state=keep_if_bad(opt_state, state.opt_state),
+      nonfinite_steps=state.nonfinite_steps + (~finite).astype(jnp.int32),
+      first_nonfinite_step=jnp.where(
+          (state.first_nonfinite_step == 0) & ~finite, step,
+          state.first_nonfinite_step))
   metrics = {
       'loss': loss, **parts,
-      'grad_norm': optax.global_norm(grads),
+      'grad_norm': grad_norm,
       'learning_rate': schedule(state.step),
       'accuracy': jnp.mean(jnp.argmax(logits, -1) == labels),
+      'nonfinite_steps': new_state.nonfinite_steps,
+      'first_nonfinite_step': new_state.first_nonfinite_step,
   }
-  new_state = state.replace(step=state.step + 1, params=params,
-                            batch_stats=batch_stats, opt_state=opt_state)
   return new_state, metrics
 
 
@@ -191,7 +223,9 @@ def make_trainer(config, mesh, num_train_examples):
 
 def _checkpoint_items(state):
   """A state as checkpoint items `variables` and `train`."""
-  train = {'step': state.step, 'opt_state': state.opt_state}
+  train = {'step': state.step, 'opt_state': state.opt_state,
+           'nonfinite_steps': state.nonfinite_steps,
+           'first_nonfinite_step': state.first_nonfinite_step}
   if 'label_vectors' in state.params:
     train['label_vectors'] = state.params['label_vectors']
   return state.variables, train
@@ -200,35 +234,41 @@ def _checkpoint_items(state):
 def restore_or_init(trainer, manager, iterator, rng, log):
   """The state to start from, and whether the iterator was restored.
 
-  Resume order: the latest checkpoint of this workdir (all of it, or only
-  its variables if it has no optimizer state, as `save_variables` writes);
-  else `config.init_from` backbone weights; else a fresh initialisation.
+  Resume order: the latest complete checkpoint of this workdir (all of it,
+  or only its variables if it has no optimizer state, as `save_variables`
+  writes); else `config.init_from` backbone weights; else a fresh
+  initialisation. A newer step that a kill cut short (no commit marker), or
+  one that fails to restore while an older one restores, is renamed aside
+  with a warning; if every step fails the first error is raised, so a config
+  that no longer fits its checkpoints never silently restarts from scratch.
   """
   abstract = sharding.with_shardings(trainer.abstract_state,
                                      trainer.state_shardings)
-  abstract_variables, abstract_train = _checkpoint_items(abstract)
-  step = manager.latest_step()
-  if step is not None:
-    if checkpoint.has_item(manager, step, 'train'):
-      restore_iterator = checkpoint.has_item(manager, step, 'iterator')
-      restored = checkpoint.restore(
-          manager, step, variables=abstract_variables, train=abstract_train,
-          iterator=iterator if restore_iterator else None)
-      log(f'resuming from step {step}')
-      variables, train = restored['variables'], restored['train']
-      params = {'model': variables['params']}
-      if 'label_vectors' in train:
-        params['label_vectors'] = train['label_vectors']
-      return TrainState(step=train['step'], params=params,
-                        batch_stats=variables['batch_stats'],
-                        opt_state=train['opt_state']), restore_iterator
-    log(f'starting from the variables of checkpoint step {step} '
-        '(no optimizer state in it)')
-    variables = checkpoint.restore(manager, step,
-                                   variables=abstract_variables)['variables']
-    state = trainer.init_state(rng)
-    return state.replace(params={**state.params, 'model': variables['params']},
-                         batch_stats=variables['batch_stats']), False
+  unreadable = []  # (step, error) of committed steps that failed.
+  for step in checkpoint.steps_newest_first(manager):
+    if not checkpoint.is_committed(manager, step):
+      aside = checkpoint.set_aside(manager, step, 'incomplete')
+      log(f'warning: checkpoint step {step} is incomplete (a save was cut '
+          f'short); moved it to {aside} and looking at older steps')
+      continue
+    try:
+      state, restored_iterator = _restore_step(trainer, manager, step,
+                                               abstract, iterator, rng, log)
+    except Exception as error:  # pylint: disable=broad-exception-caught
+      # Orbax and TensorStore raise many types for a damaged file.
+      log(f'warning: checkpoint step {step} does not restore '
+          f'({type(error).__name__}: {error}); trying older steps')
+      unreadable.append((step, error))
+      continue
+    for bad_step, _ in unreadable:
+      aside = checkpoint.set_aside(manager, bad_step, 'unreadable')
+      log(f'warning: moved unreadable checkpoint step {bad_step} to {aside}')
+    return state, restored_iterator
+  if unreadable:
+    step, error = unreadable[0]
+    raise checkpoint.CheckpointError(
+        f'no checkpoint in {manager.directory} restores into this config; '
+        f'step {step} fails with {type(error).__name__}: {error}') from error
   state = trainer.init_state(rng)
   if trainer.config.init_from:
     from maxmicro import convert  # pylint: disable=g-import-not-at-top
@@ -243,13 +283,57 @@ def restore_or_init(trainer, manager, iterator, rng, log):
   return state, False
 
 
-def _check_finite(step, scalars):
-  for name in ('loss', 'grad_norm'):
-    if not np.isfinite(scalars[name]):
-      raise FloatingPointError(
-          f'{name} is {scalars[name]} at step {step}: training diverged. '
-          'Lower config.optim.base_learning_rate or check the data; the last '
-          'good checkpoint is kept in the workdir.')
+def _restore_step(trainer, manager, step, abstract, iterator, rng, log):
+  """The state (and iterator) of checkpoint `step`; see `restore_or_init`."""
+  abstract_variables, abstract_train = _checkpoint_items(abstract)
+  if checkpoint.has_item(manager, step, 'train'):
+    restore_iterator = checkpoint.has_item(manager, step, 'iterator')
+    restored = checkpoint.restore(
+        manager, step, variables=abstract_variables, train=abstract_train,
+        iterator=iterator if restore_iterator else None)
+    log(f'resuming from step {step}')
+    variables, train = restored['variables'], restored['train']
+    params = {'model': variables['params']}
+    if 'label_vectors' in train:
+      params['label_vectors'] = train['label_vectors']
+    return TrainState(
+        step=train['step'], params=params,
+        batch_stats=variables['batch_stats'], opt_state=train['opt_state'],
+        nonfinite_steps=train['nonfinite_steps'],
+        first_nonfinite_step=train['first_nonfinite_step']), restore_iterator
+  variables = checkpoint.restore(manager, step,
+                                 variables=abstract_variables)['variables']
+  log(f'starting from the variables of checkpoint step {step} '
+      '(no optimizer state in it)')
+  state = trainer.init_state(rng)
+  return state.replace(params={**state.params, 'model': variables['params']},
+                       batch_stats=variables['batch_stats']), False
+
+
+def _check_finite(step, scalars, policy='stop', last_saved=None):
+  """Under the 'stop' policy, raises FloatingPointError naming the first
+  step whose loss or gradients were NaN or Inf.
+
+  `scalars` are fetched step metrics; the state's `first_nonfinite_step`
+  names a bad step between two fetches. The loop calls this before every
+  evaluation and save, so no checkpoint follows a non-finite step.
+  """
+  if policy != 'stop':
+    return
+  first = int(scalars.get('first_nonfinite_step', 0))
+  bad = [f'{name} is {scalars[name]}' for name in ('loss', 'grad_norm')
+         if not np.isfinite(scalars[name])]
+  if not bad and not first:
+    return
+  what = (', '.join(bad) if bad and first in (0, step) else
+          'the loss or gradients were NaN or Inf')
+  kept = ('the last good checkpoint is kept in the workdir'
+          if last_saved is None else
+          f'the last good checkpoint, step {last_saved}, is kept')
+  raise FloatingPointError(
+      f'{what} at step {first or step}: training diverged and stopped '
+      f'({kept}). Lower config.optim.base_learning_rate or check the data, '
+      'or set --config.train.nonfinite_policy=skip to skip such steps.')
 
 
 def run_evaluation(trainer, state, step, writer, workdir, log):
@@ -289,6 +373,12 @@ def train_and_evaluate(config, workdir, *, stop_at_step=None, log=print):
     The last validation metrics, or None if no evaluation ran.
   """
   log = log if jax.process_index() == 0 else (lambda *_: None)
+  # Bad values first, then a missing dataset (a check, nothing read), then
+  # the files the run loads, all before the demo's data is built or read.
+  config_checks.check_fields(config)
+  if config.synthetic_data is None:
+    prepare.ensure_dataset(config, log)
+  config_checks.check_files(config)
   prepare.ensure_dataset(config, log)
   mesh = sharding.make_mesh()
   num_train = pipeline.num_examples(config.data, config.data.train_split)
@@ -322,47 +412,72 @@ def train_and_evaluate(config, workdir, *, stop_at_step=None, log=print):
       steps_per_epoch=trainer.steps_per_epoch, global_batch_size=global_batch)
   eval_every = int(round((config.train.eval_every_epochs or 0) *
                          trainer.steps_per_epoch))
+  policy = config.train.nonfinite_policy
+  saver = checkpoint.Saver(manager)
+  last_saved = manager.latest_step()
+  nonfinite_seen = int(jax.device_get(state.nonfinite_steps))
   last_metrics = None
   try:
-    for step in range(start_step + 1, trainer.total_steps + 1):
-      started = time.perf_counter()
-      local_batch = next(iterator)
-      progress.add_data_time(time.perf_counter() - started)
-      batch = sharding.global_batch(
-          {'video': local_batch['video'], 'label': local_batch['label']}, mesh)
-      state, step_metrics = p_train_step(state, batch, step_rng)
-      if step == start_step + 1:
-        jax.block_until_ready(step_metrics)
-        log(f'first step compiled and ran in '
-            f'{time.perf_counter() - started:.1f}s')
-        progress.restart(start_step + 1)
-      is_last = step == trainer.total_steps
-      if step % config.train.log_every_steps == 0 or is_last or (
-          step == start_step + 1):
-        scalars = {k: float(v) for k, v in jax.device_get(step_metrics).items()}
-        _check_finite(step, scalars)
-        scalars.update(progress.report(step, scalars))
-        scalars['epoch'] = step / trainer.steps_per_epoch
-        writer.write_train(step, scalars)
-      eval_metrics = None
-      if is_last or (eval_every and step % eval_every == 0):
+    with preemption.Watcher() as watcher:
+      for step in range(start_step + 1, trainer.total_steps + 1):
         started = time.perf_counter()
-        eval_metrics = last_metrics = run_evaluation(
-            trainer, state, step, writer, workdir, log)
-        progress.exclude(time.perf_counter() - started)
-      if (is_last or eval_metrics is not None or
-          step % config.train.checkpoint_every_steps == 0):
-        variables, train = _checkpoint_items(state)
-        checkpoint.save(
-            manager, step, variables=variables, train=train,
-            iterator=iterator, config=config,
-            metrics=({checkpoint.BEST_METRIC: eval_metrics[
-                checkpoint.BEST_METRIC]} if eval_metrics else {}))
-      if stop_at_step is not None and step >= stop_at_step:
-        log(f'stopping at step {step} (stop_at_step)')
-        break
+        local_batch = next(iterator)
+        progress.add_data_time(time.perf_counter() - started)
+        batch = sharding.global_batch(
+            {'video': local_batch['video'], 'label': local_batch['label']},
+            mesh)
+        state, step_metrics = p_train_step(state, batch, step_rng)
+        if step == start_step + 1:
+          jax.block_until_ready(step_metrics)
+          log(f'first step compiled and ran in '
+              f'{time.perf_counter() - started:.1f}s')
+          progress.restart(start_step + 1)
+        is_last = step == trainer.total_steps
+        preempted = watcher.should_stop(step)
+        is_eval = is_last or bool(eval_every and step % eval_every == 0)
+        is_save = (is_last or is_eval or preempted or
+                   step % config.train.checkpoint_every_steps == 0)
+        is_log = (step % config.train.log_every_steps == 0 or is_last or
+                  step == start_step + 1)
+        if is_log or is_save:
+          # Fetched before any evaluation or save: a diverged state is
+          # never evaluated or saved under the 'stop' policy.
+          scalars = {k: float(v)
+                     for k, v in jax.device_get(step_metrics).items()}
+          _check_finite(step, scalars, policy, last_saved)
+          if scalars['nonfinite_steps'] > nonfinite_seen:
+            nonfinite_seen = int(scalars['nonfinite_steps'])
+            log(f'warning: skipped {nonfinite_seen} non-finite steps so far '
+                f'(first at step {int(scalars["first_nonfinite_step"])})')
+          if is_log:
+            scalars.update(progress.report(step, scalars))
+            scalars['epoch'] = step / trainer.steps_per_epoch
+            writer.write_train(step, scalars)
+        eval_metrics = None
+        if is_eval:
+          started = time.perf_counter()
+          eval_metrics = last_metrics = run_evaluation(
+              trainer, state, step, writer, workdir, log)
+          progress.exclude(time.perf_counter() - started)
+        if is_save:
+          variables, train = _checkpoint_items(state)
+          saver.save(
+              step, variables=variables, train=train, iterator=iterator,
+              config=config,
+              metrics=({checkpoint.BEST_METRIC: eval_metrics[
+                  checkpoint.BEST_METRIC]} if eval_metrics else {}))
+          last_saved = step
+        if preempted:
+          saver.wait()  # Committed before the process exits.
+          log(f'SIGTERM: saved step {step}; stopping')
+          raise preemption.Preempted(step, manager.directory)
+        if stop_at_step is not None and step >= stop_at_step:
+          log(f'stopping at step {step} (stop_at_step)')
+          break
   finally:
-    manager.wait_until_finished()
-    manager.close()
-    writer.close()
+    try:
+      saver.wait()  # Also on errors: the last good save gets committed.
+    finally:
+      manager.close()
+      writer.close()
   return last_metrics

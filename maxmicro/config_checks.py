@@ -1,0 +1,178 @@
+"""Bad command lines and configs fail before any work, naming the field.
+
+`parse_flags` is run.py's absl `flags_parser`: ml_collections applies
+`--config.a.b=value` overrides while absl parses flags, before `main` runs,
+and raises a bare `AttributeError: "'b'"` for an unknown field, so it is
+caught here and said in one paragraph with the fields that exist.
+`check_train_config` checks a loaded config: the values of enumerated fields
+(listed from the dicts the modules dispatch on, never copied), batch sizes
+against the devices and processes, and the files a run loads.
+"""
+
+import difflib
+import math
+import os
+import sys
+
+from absl import flags
+import jax
+import ml_collections
+
+from maxmicro import losses
+from maxmicro import models
+from maxmicro import optim
+from maxmicro.models import resnet
+
+# What train.py does with a step whose loss or gradients are NaN or Inf: it
+# never applies it; 'stop' then ends the run naming the step, 'skip' goes on
+# and counts such steps (`nonfinite_steps` in metrics.jsonl).
+NONFINITE_POLICIES = ('stop', 'skip')
+
+# Enumerated fields and their allowed values, from the modules' own tables.
+CHOICES = {
+    'model.dtype': ('auto', *models.DTYPES),
+    'model.depth': tuple(resnet.STAGE_SIZES),
+    'loss.embedding': tuple(losses.EMBEDDING_LOSSES),
+    'optim.name': optim.OPTIMIZERS,
+    'optim.schedule': optim.SCHEDULES,
+    'train.nonfinite_policy': NONFINITE_POLICIES,
+}
+# Fields that must be positive integers.
+POSITIVE = ('train.global_batch_size', 'eval.global_batch_size',
+            'train.log_every_steps', 'train.checkpoint_every_steps',
+            'train.keep_checkpoints', 'model.num_segments')
+
+_CONFIG_PREFIX = '--config.'
+
+
+class FlagError(Exception):
+  """A command line that cannot be parsed; the message says why."""
+
+
+def _get(config, dotted):
+  for key in dotted.split('.'):
+    config = config[key]
+  return config
+
+
+def _describe_unknown(config, dotted):
+  """'config.a has no field b; did you mean ...' for the first missing key."""
+  node, path = config, 'config'
+  for key in dotted.split('.'):
+    if not isinstance(node, ml_collections.ConfigDict):
+      return f'{path} is a value, not a section, so it has no field {key!r}.'
+    if key not in node:
+      fields = sorted(node.keys())
+      close = difflib.get_close_matches(key, fields, n=3)
+      hint = f' Did you mean {" or ".join(close)}?' if close else ''
+      return (f'{path} has no field {key!r}.{hint} Its fields: '
+              f'{", ".join(fields)}.')
+    node, path = node[key], f'{path}.{key}'
+  return None
+
+
+def _overrides(argv):
+  """`(dotted field, value)` of each `--config.a.b=value` in argv."""
+  for arg in argv[1:]:
+    if arg.startswith(_CONFIG_PREFIX):
+      field, _, value = arg[len(_CONFIG_PREFIX):].partition('=')
+      yield field, value
+
+
+def _load_config(argv):
+  """The `--config=` file's config without overrides, or None."""
+  if 'config' not in flags.FLAGS:
+    return None
+  for arg in argv[1:]:
+    if arg.startswith('--config='):
+      try:
+        return flags.FLAGS['config'].parser.parse(arg[len('--config='):])
+      except Exception:  # pylint: disable=broad-exception-caught
+        return None  # The file itself is bad: the error says so.
+  return None
+
+
+def _explain(error, argv):
+  """One paragraph about a flag-parsing error, naming the field."""
+  config = _load_config(argv)
+  for field, value in _overrides(argv):
+    if config is None:
+      break
+    unknown = _describe_unknown(config, field)
+    if unknown:
+      return f'--config.{field}={value}: unknown config field: {unknown}'
+    if f'--config.{field}' in str(error):
+      current = _get(config, field)
+      kind = 'None' if current is None else type(current).__name__
+      allowed = CHOICES.get(field)
+      more = (f' Allowed values: {", ".join(map(str, allowed))}.'
+              if allowed else '')
+      return (f'--config.{field}={value}: config.{field} is of type {kind} '
+              f'(now {current!r}) and {value!r} is not.{more}')
+  if isinstance(error, flags.Error):
+    return f'{error}. Run with --helpshort to see the flags.'
+  return f'{type(error).__name__}: {error}'
+
+
+def parse_flags(argv):
+  """absl's flag parsing, with a one-paragraph message on bad flags.
+
+  Exits 1 with the message on stderr (the traceback too with `--verbose`).
+  """
+  try:
+    return flags.FLAGS(argv)
+  except (flags.Error, AttributeError, KeyError, TypeError,
+          ValueError) as error:
+    if '--verbose' in argv:
+      raise
+    print(f'error (command line): {_explain(error, argv)}', file=sys.stderr)
+    sys.exit(1)
+
+
+def check_train_config(config):
+  """`check_fields` and `check_files`."""
+  check_fields(config)
+  check_files(config)
+
+
+def check_fields(config):
+  """Checks a training config's values before any data or device work.
+
+  Raises:
+    ValueError: a field has a value outside its allowed set (listed), or a
+      batch size does not split over the devices and processes.
+  """
+  for field, allowed in CHOICES.items():
+    value = _get(config, field)
+    if value not in allowed:
+      raise ValueError(
+          f'config.{field}={value!r} is not allowed; allowed values: '
+          f'{", ".join(map(str, allowed))}.')
+  for field in POSITIVE:
+    value = _get(config, field)
+    if not isinstance(value, int) or value < 1:
+      raise ValueError(f'config.{field}={value!r} must be a positive '
+                       'integer.')
+  devices, processes = jax.device_count(), jax.process_count()
+  for section in ('train', 'eval'):
+    size = config[section].global_batch_size
+    if size % devices or size % processes:
+      raise ValueError(
+          f'config.{section}.global_batch_size={size} must be a multiple of '
+          f'the device count ({devices}) and of the process count '
+          f'({processes}); for example {math.lcm(devices, processes)}.')
+
+
+def check_files(config):
+  """Loads what a run loads first: label vectors, `init_from` (exists).
+
+  Raises:
+    ValueError: the file is missing or malformed; the message names it and
+      the field.
+  """
+  if config.loss.embedding != 'none':
+    losses.load_label_vectors(config.loss.label_vectors,
+                              config.model.embedding_dim)
+  if config.init_from and not os.path.isfile(config.init_from):
+    raise ValueError(f'config.init_from={config.init_from!r} does not exist; '
+                     'give a torchvision ResNet-50 state dict file or None.')

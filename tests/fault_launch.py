@@ -1,0 +1,48 @@
+"""Launching `tests/faults_child.py` (run.py with a fault) from the fault tests."""
+
+import os
+import subprocess
+import sys
+
+from tests import cpu_devices
+from tests import tiny_run
+
+CHILD = os.path.join(cpu_devices.REPO_ROOT, 'tests', 'faults_child.py')
+
+
+def tiny_flags(built, workdir, **overrides):
+  """run.py flags equal to `tiny_run.tiny_config(built)` (plus overrides)."""
+  fields = {
+      'data.data_dir': built.data_dir, 'data.builder_config': 'small',
+      'loss.label_vectors': tiny_run.label_vectors_path(),
+      'train.num_train_steps': tiny_run.NUM_STEPS,
+      'train.log_every_steps': 1, 'train.checkpoint_every_steps': 2,
+      # 0 evaluates at the end only, as tiny_config's None.
+      'train.eval_every_epochs': 0, **overrides}
+  return (['--config=configs/manet.py:tiny', f'--workdir={workdir}'] +
+          [f'--config.{key}={value}' for key, value in fields.items()])
+
+
+def environment(fault='', num_devices=1, **extra):
+  """The child's environment: CPU, the tests' fast compile, one fault."""
+  env = dict(os.environ, PYTHONPATH=cpu_devices.REPO_ROOT, JAX_PLATFORMS='cpu',
+             JAX_DISABLE_MOST_OPTIMIZATIONS='1', MAXMICRO_FAULT=fault, **extra)
+  env['XLA_FLAGS'] = (env.get('XLA_FLAGS', '') +
+                      f' --xla_force_host_platform_device_count={num_devices}')
+  return env
+
+
+def start(args, **env_kwargs):
+  """Starts the child; returns the `subprocess.Popen`."""
+  return subprocess.Popen([sys.executable, CHILD, *args],
+                          cwd=cpu_devices.REPO_ROOT,
+                          env=environment(**env_kwargs),
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                          text=True)
+
+
+def run(args, timeout=300, **env_kwargs):
+  """Runs the child to its end; returns `(returncode, stdout, stderr)`."""
+  process = start(args, **env_kwargs)
+  stdout, stderr = process.communicate(timeout=timeout)
+  return process.returncode, stdout, stderr
