@@ -40,8 +40,10 @@ def mse_embedding_loss(embedding, label_vectors, labels, temperature=None):
 
 def contrastive_embedding_loss(embedding, label_vectors, labels, temperature):
   """Cross-entropy over cosine similarities to every label vector, `(N,)`."""
-  normalise = lambda x: x / jnp.maximum(  # noqa: E731
-      jnp.linalg.norm(x, axis=-1, keepdims=True), 1e-6)
+  # rsqrt of a clamped squared norm: `linalg.norm` has a NaN gradient at a
+  # zero vector (a constant clip embeds to zero at init), this has none.
+  normalise = lambda x: x * jax.lax.rsqrt(jnp.maximum(  # noqa: E731
+      jnp.sum(jnp.square(x), axis=-1, keepdims=True), 1e-12))
   similarity = normalise(embedding) @ normalise(label_vectors).T  # (N, 52)
   return optax.softmax_cross_entropy_with_integer_labels(
       similarity / temperature, labels)

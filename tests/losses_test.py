@@ -1,5 +1,6 @@
 """Tests for maxmicro.losses."""
 
+import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
@@ -105,3 +106,10 @@ def test_default_label_vectors_fit_the_default_config():
                                       config.model.embedding_dim)
   np.testing.assert_allclose(np.linalg.norm(vectors, axis=-1), 1, rtol=1e-5)
   assert len({row.tobytes() for row in vectors}) == 52
+
+
+def test_contrastive_gradient_is_finite_at_a_zero_embedding():
+  vectors = np.random.default_rng(5).normal(size=(52, 8)).astype(np.float32)
+  grad = jax.grad(lambda e: jnp.sum(losses.contrastive_embedding_loss(
+      e, vectors, jnp.array([0, 1]), 0.1)))(jnp.zeros((2, 8)))
+  assert np.all(np.isfinite(grad))
