@@ -130,7 +130,7 @@ def apply_tiny(config):
   config.model.stage_sizes = (1, 1)
   config.model.width = 8
   config.model.num_segments = 4
-  config.model.embedding_dim = 16
+  # embedding_dim stays 384: the default label vectors' width.
   config.model.dropout_rate = 0.0
   config.data.image_size = 32
   config.data.resize_short_side = 36

@@ -14,7 +14,6 @@ def tiny_flags(built, workdir, **overrides):
   """run.py flags equal to `tiny_run.tiny_config(built)` (plus overrides)."""
   fields = {
       'data.data_dir': built.data_dir, 'data.builder_config': 'small',
-      'loss.label_vectors': tiny_run.label_vectors_path(),
       'train.num_train_steps': tiny_run.NUM_STEPS,
       'train.log_every_steps': 1, 'train.checkpoint_every_steps': 2,
       # 0 evaluates at the end only, as tiny_config's None.

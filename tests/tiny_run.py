@@ -6,11 +6,9 @@ returns the workdir; test modules share it through the cache.
 """
 
 import functools
-import os
 import tempfile
 
 import jax
-import numpy as np
 import pytest
 
 from configs import manet
@@ -32,22 +30,12 @@ def fast_compile():
   jax.config.update('jax_disable_most_optimizations', previous)
 
 
-def label_vectors_path(dimension=16):
-  path = os.path.join(tempfile.gettempdir(),
-                      f'maxmicro_test_label_vectors_{dimension}.npy')
-  if not os.path.exists(path):
-    vectors = np.random.default_rng(0).normal(size=(52, dimension))
-    np.save(path, vectors.astype(np.float32))
-  return path
-
-
 def tiny_config(built, **train_overrides):
   """The tiny config on the fake MA-52 (`built`: conftest's BuiltMa52)."""
   config = manet.get_config('tiny')
   for key, value in built.overrides.items():
     section, field = key.split('.')
     config[section][field] = value
-  config.loss.label_vectors = label_vectors_path()
   config.train.num_train_steps = NUM_STEPS
   config.train.log_every_steps = 1
   config.train.checkpoint_every_steps = 2
