@@ -10,7 +10,9 @@ on random uint8 clips of T=8 frames of 224x224, already on the device, so the
 input pipeline is not measured. Model FLOP utilisation (MFU) is the compiled
 step's FLOPs (XLA cost analysis) per second over the device's peak. With
 `--torch` (the default on CPU) it also times the same step of the PyTorch
-reference MANet (tests/torch_reference.py) in float32.
+reference MANet (tests/torch_reference.py) in float32, with as many threads
+as XLA:CPU (one per core). The steps take turns, after 2 warm-up steps each,
+and each reports its median: on a shared machine both then see the same load.
 """
 
 import argparse
@@ -72,8 +74,8 @@ def _config(model_name, batch, dtype, label_vectors):
   return config
 
 
-def time_jax(model_name, batch, steps, dtype, label_vectors):
-  """Compile time, seconds per step, FLOPs per step of the JAX step."""
+def jax_step(model_name, batch, dtype, label_vectors):
+  """Compile time, FLOPs per step, and a function that runs one JAX step."""
   config = _config(model_name, batch, dtype, label_vectors)
   mesh = sharding.make_mesh()
   trainer = train.make_trainer(config, mesh, num_train_examples=100 * batch)
@@ -90,23 +92,22 @@ def time_jax(model_name, batch, steps, dtype, label_vectors):
   cost = compiled.cost_analysis()
   cost = cost[0] if isinstance(cost, (list, tuple)) else cost
   flops = float(cost.get('flops', 0.0)) if cost else 0.0
-  for _ in range(2):  # Warm up.
-    state, metrics = compiled(state, batch_arrays, step_rng)
-  jax.block_until_ready(metrics)
-  started = time.perf_counter()
-  for _ in range(steps):
-    state, metrics = compiled(state, batch_arrays, step_rng)
-  jax.block_until_ready(metrics)
-  seconds = (time.perf_counter() - started) / steps
-  assert np.isfinite(float(metrics['loss']))
-  return compile_seconds, seconds, flops
+  holder = {'state': state}  # The step donates its state.
+
+  def step():
+    holder['state'], metrics = compiled(holder['state'], batch_arrays,
+                                        step_rng)
+    assert np.isfinite(float(metrics['loss']))  # Also waits for the step.
+
+  return compile_seconds, flops, step
 
 
-def time_torch(batch, steps):
-  """Seconds per step of the PyTorch reference MANet, float32 on CPU."""
+def torch_step(batch):
+  """A function that runs one step of the PyTorch reference MANet (f32)."""
   import torch  # pylint: disable=g-import-not-at-top
   from tests import torch_reference  # pylint: disable=g-import-not-at-top
   torch.manual_seed(0)
+  # XLA:CPU's intra-op pool has one thread per core; give torch the same.
   torch.set_num_threads(os.cpu_count())
   model = torch_reference.MANetReference(num_segments=8).train()
   head = model.cls_head
@@ -139,14 +140,26 @@ def time_torch(batch, steps):
     loss.backward()
     torch.nn.utils.clip_grad_norm_(model.parameters(), 20.0)
     optimizer.step()
-    return loss
 
-  for _ in range(2):
-    step()
-  started = time.perf_counter()
-  for _ in range(steps):
-    step()
-  return (time.perf_counter() - started) / steps
+  return step
+
+
+def time_interleaved(steps, rounds):
+  """Median seconds per step of each of `steps`, run in turn each round.
+
+  Interleaving puts every step under the same load: on a shared machine,
+  timing one framework after the other compares two different loads.
+  """
+  for step in steps.values():
+    for _ in range(2):  # Warm up.
+      step()
+  seconds = {name: [] for name in steps}
+  for _ in range(rounds):
+    for name, step in steps.items():
+      started = time.perf_counter()
+      step()
+      seconds[name].append(time.perf_counter() - started)
+  return {name: float(np.median(times)) for name, times in seconds.items()}
 
 
 def main():
@@ -174,33 +187,39 @@ def main():
         size=(52, 300)).astype(np.float32))
     device = jax.devices()[0]
     peak = peak_flops(dtype)
-    results = []
+    compiled, steps_to_time = {}, {}
     for model_name in args.models.split(','):
-      compile_seconds, seconds, flops = time_jax(model_name, batch, steps,
-                                                 dtype, label_vectors)
-      result = {
-          'model': f'{model_name}-r50', 'framework': 'jax', 'batch': batch,
-          'frames': 8, 'size': 224, 'dtype': dtype,
-          'device': f'{jax.device_count()}x {device.device_kind}',
-          'compile_s': round(compile_seconds, 1),
-          'step_s': round(seconds, 4), 'clips_per_s': round(batch / seconds, 2),
-          'tflops_per_step': round(flops / 1e12, 3),
-          'mfu': round(flops / seconds / peak, 4) if peak and flops else None,
-      }
-      results.append(result)
-      print(json.dumps(result), flush=True)
-    if args.torch == 'yes' or (args.torch is None and on_cpu):
-      seconds = time_torch(batch, steps)
-      result = {'model': 'manet-r50', 'framework': 'torch', 'batch': batch,
-                'frames': 8, 'size': 224, 'dtype': 'float32',
-                'device': f'cpu ({os.cpu_count()} threads)',
-                'step_s': round(seconds, 4),
-                'clips_per_s': round(batch / seconds, 2)}
-      print(json.dumps(result), flush=True)
-      jax_manet = next(r for r in results if r['model'] == 'manet-r50')
+      compile_seconds, flops, step = jax_step(model_name, batch, dtype,
+                                              label_vectors)
+      compiled[model_name] = compile_seconds, flops
+      steps_to_time[model_name] = step
+    with_torch = args.torch == 'yes' or (args.torch is None and on_cpu)
+    if with_torch:
+      steps_to_time['torch'] = torch_step(batch)
+    seconds = time_interleaved(steps_to_time, steps)
+  threads = f'{os.cpu_count()} threads' if on_cpu else None
+  for model_name, (compile_seconds, flops) in compiled.items():
+    print(json.dumps({
+        'model': f'{model_name}-r50', 'framework': 'jax', 'batch': batch,
+        'frames': 8, 'size': 224, 'dtype': dtype,
+        'device': f'{jax.device_count()}x {device.device_kind}' + (
+            f' ({threads})' if threads else ''),
+        'compile_s': round(compile_seconds, 1),
+        'step_s': round(seconds[model_name], 4),
+        'clips_per_s': round(batch / seconds[model_name], 2),
+        'tflops_per_step': round(flops / 1e12, 3),
+        'mfu': (round(flops / seconds[model_name] / peak, 4)
+                if peak and flops else None),
+    }), flush=True)
+  if with_torch:
+    print(json.dumps({
+        'model': 'manet-r50', 'framework': 'torch', 'batch': batch,
+        'frames': 8, 'size': 224, 'dtype': 'float32',
+        'device': f'cpu ({threads})', 'step_s': round(seconds['torch'], 4),
+        'clips_per_s': round(batch / seconds['torch'], 2)}), flush=True)
+    if 'manet' in seconds:
       print(json.dumps({'jax_over_torch_speed': round(
-          result['step_s'] / jax_manet['step_s'], 3)}), flush=True)
-
+          seconds['torch'] / seconds['manet'], 3)}), flush=True)
 
 if __name__ == '__main__':
   main()

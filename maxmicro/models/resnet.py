@@ -9,6 +9,7 @@ import functools
 from typing import Any, Callable, Sequence
 
 import flax.linen as nn
+import jax
 import jax.numpy as jnp
 
 from maxmicro import ops
@@ -21,6 +22,23 @@ conv_kernel_init = nn.initializers.variance_scaling(2.0, 'fan_out', 'normal')
 
 def _pad(size):
   return ((size, size), (size, size))
+
+
+def _conv_or_matmul(lhs, rhs, window_strides, padding, **kwargs):
+  """`nn.Conv`'s `lax.conv_general_dilated`, but a 1x1 conv as a matmul.
+
+  A 1x1 convolution of NHWC frames is a matmul over channels (a strided one
+  subsamples first): the same numbers to float rounding. XLA:CPU computes the
+  kernel gradient of a 1x1 convolution as a generic convolution, several
+  times slower than the matmul it is (benchmarks/RESULTS.md, train step);
+  the matmul's gradients are matmuls too.
+  """
+  if rhs.shape[:2] != (1, 1) or padding != 'VALID':
+    return jax.lax.conv_general_dilated(lhs, rhs, window_strides, padding,
+                                        **kwargs)
+  row_stride, column_stride = window_strides
+  return jnp.einsum('nhwc,cd->nhwd', lhs[:, ::row_stride, ::column_stride],
+                    rhs[0, 0], precision=kwargs.get('precision'))
 
 
 class SqueezeExcite(nn.Module):
@@ -124,7 +142,8 @@ class ResNet(nn.Module):
   @nn.compact
   def __call__(self, x, train: bool = False):
     conv = functools.partial(nn.Conv, use_bias=False, padding='VALID',
-                             dtype=self.dtype, kernel_init=conv_kernel_init)
+                             dtype=self.dtype, kernel_init=conv_kernel_init,
+                             conv_general_dilated=_conv_or_matmul)
     # Flax momentum is 1 - torch momentum (0.1).
     norm = functools.partial(nn.BatchNorm, use_running_average=not train,
                              momentum=0.9, epsilon=1e-5, dtype=self.dtype)
