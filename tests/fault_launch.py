@@ -4,6 +4,11 @@ import os
 import subprocess
 import sys
 
+import jax
+
+from maxmicro import checkpoint
+from maxmicro import evaluate
+from maxmicro import sharding
 from tests import cpu_devices
 from tests import tiny_run
 
@@ -45,3 +50,15 @@ def run(args, timeout=300, **env_kwargs):
   process = start(args, **env_kwargs)
   stdout, stderr = process.communicate(timeout=timeout)
   return process.returncode, stdout, stderr
+
+
+def checkpoint_variables(workdir, step):
+  """Model variables of checkpoint `step` of a workdir, as numpy."""
+  manager = checkpoint.make_manager(checkpoint.checkpoint_dir(workdir),
+                                    read_only=True)
+  try:
+    config = checkpoint.read_config(manager, step)
+    return jax.device_get(evaluate.restore_variables(
+        manager, step, config, sharding.replicated(sharding.make_mesh())))
+  finally:
+    manager.close()

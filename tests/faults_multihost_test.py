@@ -11,11 +11,8 @@ import numpy as np
 import pytest
 import tensorflow_datasets as tfds
 
-from maxmicro import checkpoint
-from maxmicro import evaluate
 from maxmicro import metrics
 from maxmicro import reporting
-from maxmicro import sharding
 from maxmicro.data import records
 from tests import fault_launch
 from tests import tiny_run
@@ -28,17 +25,6 @@ def _free_port():
   with socket.socket() as sock:
     sock.bind(('localhost', 0))
     return sock.getsockname()[1]
-
-
-def _variables(workdir, step):
-  manager = checkpoint.make_manager(checkpoint.checkpoint_dir(workdir),
-                                    read_only=True)
-  try:
-    config = checkpoint.read_config(manager, step)
-    return jax.device_get(evaluate.restore_variables(
-        manager, step, config, sharding.replicated(sharding.make_mesh())))
-  finally:
-    manager.close()
 
 
 def _reads(path):
@@ -86,8 +72,8 @@ def test_two_processes_match_one_with_the_same_global_batch(built_fake_ma52,
   np.testing.assert_allclose(losses(two), losses(one), rtol=1e-5)
   jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4,
                                                        atol=1e-6),
-               _variables(workdir, tiny_run.NUM_STEPS),
-               _variables(reference, tiny_run.NUM_STEPS))
+               fault_launch.checkpoint_variables(workdir, tiny_run.NUM_STEPS),
+               fault_launch.checkpoint_variables(reference, tiny_run.NUM_STEPS))
   (eval_two,) = [r for r in two if r['kind'] == 'eval']
   (eval_one,) = [r for r in one if r['kind'] == 'eval']
   assert eval_two['num_videos'] == eval_one['num_videos'] == 52

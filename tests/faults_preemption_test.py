@@ -16,7 +16,6 @@ from maxmicro import checkpoint
 from maxmicro import evaluate
 from maxmicro import preemption
 from maxmicro import reporting
-from maxmicro import sharding
 from maxmicro import train
 from tests import fault_launch
 from tests import tiny_run
@@ -26,21 +25,9 @@ fast_compile = tiny_run.fast_compile
 SIGKILLED = -9
 
 
-def _variables(workdir, step):
-  """Model variables of checkpoint `step` of a workdir, as numpy."""
-  manager = checkpoint.make_manager(checkpoint.checkpoint_dir(workdir),
-                                    read_only=True)
-  try:
-    config = checkpoint.read_config(manager, step)
-    return jax.device_get(evaluate.restore_variables(
-        manager, step, config, sharding.replicated(sharding.make_mesh())))
-  finally:
-    manager.close()
-
-
 def _assert_bitwise_equal(workdir, reference, step=tiny_run.NUM_STEPS):
-  jax.tree.map(np.testing.assert_array_equal, _variables(workdir, step),
-               _variables(reference, step))
+  jax.tree.map(np.testing.assert_array_equal, fault_launch.checkpoint_variables(workdir, step),
+               fault_launch.checkpoint_variables(reference, step))
 
 
 def _steps(workdir):
@@ -178,7 +165,7 @@ def test_no_space_left_stops_and_keeps_the_last_checkpoint(
   manager, step, _ = checkpoint.open_for_reading(str(tmp_path))
   manager.close()
   assert step == 1
-  variables = _variables(tmp_path, 1)
+  variables = fault_launch.checkpoint_variables(tmp_path, 1)
   assert all(np.isfinite(x).all() for x in jax.tree.leaves(variables))
 
 
@@ -233,6 +220,6 @@ def test_nan_step_is_skipped_and_counted(built_fake_ma52, tmp_path,
   assert records[4]['first_nonfinite_step'] == 3
   assert np.isfinite(records[4]['loss'])
   # The skipped step changed nothing: checkpoint 3 holds step 2's model.
-  jax.tree.map(np.testing.assert_array_equal, _variables(tmp_path, 3),
-               _variables(tmp_path, 2))
+  jax.tree.map(np.testing.assert_array_equal, fault_launch.checkpoint_variables(tmp_path, 3),
+               fault_launch.checkpoint_variables(tmp_path, 2))
   assert _steps(tmp_path)[-1] == 4
