@@ -125,7 +125,8 @@ def format_text(path, rows):
   """A video's top-k as aligned text lines."""
   lines = [f'{path}:']
   lines += [f'  {row["rank"]}. {row["code"]:<4} {row["name"]:<34} '
-            f'({row["body_name"]}) {100 * row["probability"]:6.2f}%'
+            f'{"(" + row["body_name"] + ")":<12} '
+            f'{100 * row["probability"]:6.2f}%'
             for row in rows]
   return '\n'.join(lines)
 
