@@ -9,6 +9,7 @@ from configs import manet
 from configs import tsm
 from configs import tsn
 from maxmicro import models
+from maxmicro.models import resnet
 from tests.tiny_run import fast_compile  # pylint: disable=unused-import
 
 pytestmark = pytest.mark.usefixtures('fast_compile')
@@ -166,3 +167,25 @@ def test_wrong_frame_count_is_named():
   model = models.build_model(manet.get_config('tiny'))
   with pytest.raises(ValueError, match='num_segments=4'):
     model.init({'params': jax.random.key(0)}, jnp.zeros((1, 3, 32, 32, 3)))
+
+
+@pytest.mark.parametrize('channels_in,channels_out,stride', [
+    (8, 16, 1), (16, 8, 1), (8, 16, 2), (16, 8, 2)])
+def test_1x1_conv_as_matmul_matches_the_convolution(channels_in, channels_out,
+                                                    stride):
+  """The 1x1 matmul and its custom VJP against `lax.conv_general_dilated`."""
+  x_key, w_key, g_key = jax.random.split(jax.random.key(0), 3)
+  x = jax.random.normal(x_key, (2, 7, 7, channels_in))
+  w = jax.random.normal(w_key, (1, 1, channels_in, channels_out))
+  dimension_numbers = ('NHWC', 'HWIO', 'NHWC')
+
+  def apply(conv):
+    return lambda x, w: conv(x, w, (stride, stride), 'VALID',
+                             dimension_numbers=dimension_numbers)
+
+  want, want_vjp = jax.vjp(apply(jax.lax.conv_general_dilated), x, w)
+  got, got_vjp = jax.vjp(apply(resnet._conv_or_matmul), x, w)  # pylint: disable=protected-access
+  g = jax.random.normal(g_key, want.shape)
+  np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+  for got_grad, want_grad in zip(jax.jit(got_vjp)(g), want_vjp(g)):
+    np.testing.assert_allclose(got_grad, want_grad, rtol=1e-5, atol=1e-5)
