@@ -10,17 +10,16 @@ against the devices and processes, and the files a run loads.
 """
 
 import difflib
-import math
 import os
 import sys
 
 from absl import flags
-import jax
 import ml_collections
 
 from maxmicro import losses
 from maxmicro import models
 from maxmicro import optim
+from maxmicro import sharding
 from maxmicro.models import resnet
 
 # What train.py does with a step whose loss or gradients are NaN or Inf: it
@@ -153,14 +152,9 @@ def check_fields(config):
     if not isinstance(value, int) or value < 1:
       raise ValueError(f'config.{field}={value!r} must be a positive '
                        'integer.')
-  devices, processes = jax.device_count(), jax.process_count()
+  mesh = sharding.make_mesh()
   for section in ('train', 'eval'):
-    size = config[section].global_batch_size
-    if size % devices or size % processes:
-      raise ValueError(
-          f'config.{section}.global_batch_size={size} must be a multiple of '
-          f'the device count ({devices}) and of the process count '
-          f'({processes}); for example {math.lcm(devices, processes)}.')
+    sharding.check_batch_size(config[section].global_batch_size, mesh, section)
 
 
 def check_files(config):

@@ -7,6 +7,7 @@ propagates the shardings given to `jax.jit`, so the model needs no sharding
 annotations (with `Explicit` axes, FSDP-sharded kernels would need them).
 """
 
+import math
 import os
 
 import jax
@@ -104,7 +105,7 @@ def check_batch_size(global_batch_size, mesh, what='train'):
     raise ValueError(
         f'config.{what}.global_batch_size={global_batch_size} must be a '
         f'multiple of the device count ({devices}) and of the process count '
-        f'({processes}).')
+        f'({processes}); for example {math.lcm(devices, processes)}.')
   return global_batch_size // processes
 
 
