@@ -157,12 +157,17 @@ class Inference:
   score_fn: object
 
   def iterator(self, split):
-    per_process = sharding.check_batch_size(
-        self.config.eval.global_batch_size, self.mesh, 'eval')
-    return pipeline.make_eval_iterator(
-        self.config.data, split, num_segments=self.config.model.num_segments,
-        per_process_batch_size=per_process,
-        process_index=jax.process_index(), process_count=jax.process_count())
+    return eval_iterator(self.config, split, self.mesh)
+
+
+def eval_iterator(config, split, mesh):
+  """This process' padded, masked batches of `split` (one pass)."""
+  per_process = sharding.check_batch_size(config.eval.global_batch_size,
+                                          mesh, 'eval')
+  return pipeline.make_eval_iterator(
+      config.data, split, num_segments=config.model.num_segments,
+      per_process_batch_size=per_process,
+      process_index=jax.process_index(), process_count=jax.process_count())
 
 
 def load_inference(workdir, config=None, which='latest', check=None):

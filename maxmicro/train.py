@@ -340,12 +340,7 @@ def run_evaluation(trainer, state, step, writer, workdir, log):
   """Evaluates on `config.data.eval_split`; writes the line and the report."""
   config = trainer.config
   split = config.data.eval_split
-  per_process = sharding.check_batch_size(
-      config.eval.global_batch_size, trainer.mesh, 'eval')
-  iterator = pipeline.make_eval_iterator(
-      config.data, split, num_segments=config.model.num_segments,
-      per_process_batch_size=per_process,
-      process_index=jax.process_index(), process_count=jax.process_count())
+  iterator = evaluate.eval_iterator(config, split, trainer.mesh)
   variables_shardings = _checkpoint_items(trainer.state_shardings)[0]
   score_fn = evaluate.make_score_fn(trainer.model, config.model.num_segments,
                                     trainer.mesh, variables_shardings)
