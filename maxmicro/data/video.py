@@ -160,7 +160,11 @@ def write_video(path, frames, *, fps=30, crf=23):
     stream = container.add_stream('libx264', rate=fps)
     stream.width, stream.height = width, height
     stream.pix_fmt = 'yuv420p'
-    stream.options = {'crf': str(crf), 'preset': 'veryfast'}
+    # No macroblock tree: with it, x264 here encodes the same frames into
+    # different bitstreams (and decoded frames) from run to run, and the
+    # fake MA-52 must be a function of its seed.
+    stream.options = {'crf': str(crf), 'preset': 'veryfast',
+                      'x264-params': 'mbtree=0'}
     stream.thread_type = 'AUTO'
     for frame in frames:
       packet = stream.encode(av.VideoFrame.from_ndarray(
