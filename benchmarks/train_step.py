@@ -7,12 +7,18 @@ r"""Throughput of the MANet-R50 train step, its FLOP utilisation and compile tim
 Times `train.train_step` (the real one: SGD with MANet's parameter groups,
 grad clipping, BatchNorm updates, CE + 50 x MSE of `configs/manet.py:paper`)
 on random uint8 clips of T=8 frames of 224x224, already on the device, so the
-input pipeline is not measured. Model FLOP utilisation (MFU) is the compiled
-step's FLOPs (XLA cost analysis) per second over the device's peak. With
-`--torch` (the default on CPU) it also times the same step of the PyTorch
-reference MANet (tests/torch_reference.py) in float32, with as many threads
-as XLA:CPU (one per core). The steps take turns, after 2 warm-up steps each,
-and each reports its median: on a shared machine both then see the same load.
+input pipeline is not measured. Model FLOP utilisation (MFU) is the step's
+convolution and matmul FLOPs (`benchmarks/flops.py`, counted on the traced
+step: XLA's cost analysis misses cuDNN's convolutions on a GPU) per second
+over the device's peak. With `--torch` (the default on CPU) it also times the
+same step of the PyTorch reference MANet (tests/torch_reference.py) in
+float32, with as many threads as XLA:CPU (one per core). On CPU the steps
+take turns, after 2 warm-up steps each, in an order that reverses every
+round and after a short pause each, and each reports its median: on a shared
+machine all then see the same load. `--xla_defaults` adds each model
+compiled with XLA's default options instead of maxmicro's
+(`maxmicro/xla_options.py`). On an accelerator each model runs its steps back
+to back, the host waiting only after the last, as in training.
 """
 
 import argparse
@@ -21,16 +27,19 @@ import os
 import sys
 import tempfile
 import time
+from unittest import mock
 
 import jax
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from benchmarks import flops as flops_lib  # noqa: E402  pylint: disable=g-import-not-at-top
 from configs import manet  # noqa: E402  pylint: disable=g-import-not-at-top
 from configs import tsn  # noqa: E402  pylint: disable=g-import-not-at-top
 from maxmicro import sharding  # noqa: E402  pylint: disable=g-import-not-at-top
 from maxmicro import train  # noqa: E402  pylint: disable=g-import-not-at-top
+from maxmicro import xla_options  # noqa: E402  pylint: disable=g-import-not-at-top
 
 # Dense peak FLOP/s by device kind and compute dtype (vendor data sheets).
 PEAK_FLOPS = {
@@ -74,8 +83,12 @@ def _config(model_name, batch, dtype, label_vectors):
   return config
 
 
-def jax_step(model_name, batch, dtype, label_vectors):
-  """Compile time, FLOPs per step, and a function that runs one JAX step."""
+def jax_step(model_name, batch, dtype, label_vectors, xla_defaults=False):
+  """Compile time, FLOPs per step, and a function that runs one JAX step.
+
+  With `xla_defaults`, the step is compiled with XLA's default options
+  instead of maxmicro's (`maxmicro/xla_options.py`).
+  """
   config = _config(model_name, batch, dtype, label_vectors)
   mesh = sharding.make_mesh()
   trainer = train.make_trainer(config, mesh, num_train_examples=100 * batch)
@@ -86,18 +99,20 @@ def jax_step(model_name, batch, dtype, label_vectors):
       'label': rng.integers(52, size=batch).astype(np.int32)}, mesh)
   step_rng = jax.random.key(1)
   started = time.perf_counter()
-  compiled = trainer.jit_train_step().lower(state, batch_arrays,
-                                            step_rng).compile()
+  with mock.patch.object(xla_options, 'compiler_options',
+                         (lambda: None) if xla_defaults else
+                         xla_options.compiler_options):
+    jitted = trainer.jit_train_step()
+  traced = jitted.trace(state, batch_arrays, step_rng)
+  compiled = traced.lower().compile()
   compile_seconds = time.perf_counter() - started
-  cost = compiled.cost_analysis()
-  cost = cost[0] if isinstance(cost, (list, tuple)) else cost
-  flops = float(cost.get('flops', 0.0)) if cost else 0.0
+  flops = flops_lib.count_flops(traced.jaxpr)
   holder = {'state': state}  # The step donates its state.
 
   def step():
     holder['state'], metrics = compiled(holder['state'], batch_arrays,
                                         step_rng)
-    assert np.isfinite(float(metrics['loss']))  # Also waits for the step.
+    return metrics['loss']
 
   return compile_seconds, flops, step
 
@@ -140,26 +155,55 @@ def torch_step(batch):
     loss.backward()
     torch.nn.utils.clip_grad_norm_(model.parameters(), 20.0)
     optimizer.step()
+    return loss.detach()
 
   return step
 
 
-def time_interleaved(steps, rounds):
+def _wait(loss):
+  assert np.isfinite(float(loss))  # Also waits for the step to finish.
+
+
+def time_interleaved(steps, rounds, pause=0.5):
   """Median seconds per step of each of `steps`, run in turn each round.
 
   Interleaving puts every step under the same load: on a shared machine,
-  timing one framework after the other compares two different loads.
+  timing one framework after the other compares two different loads. The
+  order reverses every round and each step starts after a `pause`: a
+  framework's worker threads keep spinning for a while after its step
+  (OpenMP's, torch's), and would otherwise slow whichever step comes next.
   """
   for step in steps.values():
     for _ in range(2):  # Warm up.
-      step()
+      _wait(step())
   seconds = {name: [] for name in steps}
+  order = list(steps)
   for _ in range(rounds):
-    for name, step in steps.items():
+    for name in order:
+      time.sleep(pause)
       started = time.perf_counter()
-      step()
+      _wait(steps[name]())
       seconds[name].append(time.perf_counter() - started)
+    order.reverse()
   return {name: float(np.median(times)) for name, times in seconds.items()}
+
+
+def time_consecutive(steps, count):
+  """Mean seconds per step of each of `steps`, `count` steps back to back.
+
+  As in training: the host queues the next step while the device runs this
+  one, and waits only at the end.
+  """
+  seconds = {}
+  for name, step in steps.items():
+    for _ in range(2):  # Warm up.
+      _wait(step())
+    started = time.perf_counter()
+    for _ in range(count):
+      loss = step()
+    _wait(loss)
+    seconds[name] = (time.perf_counter() - started) / count
+  return seconds
 
 
 def main():
@@ -174,6 +218,9 @@ def main():
                       'float32 or bfloat16.')
   parser.add_argument('--torch', default=None, choices=('yes', 'no'),
                       help='Also time PyTorch (default: yes on CPU).')
+  parser.add_argument('--xla_defaults', action='store_true',
+                      help="Also time each model compiled with XLA's default "
+                      "options instead of maxmicro's.")
   args = parser.parse_args()
   on_cpu = jax.default_backend() == 'cpu'
   batch = args.batch or (2 if on_cpu else 128)
@@ -188,27 +235,36 @@ def main():
     device = jax.devices()[0]
     peak = peak_flops(dtype)
     compiled, steps_to_time = {}, {}
-    for model_name in args.models.split(','):
+    variants = [(name, False) for name in args.models.split(',')]
+    if args.xla_defaults:
+      variants += [(name, True) for name in args.models.split(',')]
+    for model_name, xla_defaults in variants:
       compile_seconds, flops, step = jax_step(model_name, batch, dtype,
-                                              label_vectors)
-      compiled[model_name] = compile_seconds, flops
-      steps_to_time[model_name] = step
+                                              label_vectors, xla_defaults)
+      key = model_name + (' (XLA defaults)' if xla_defaults else '')
+      compiled[key] = model_name, xla_defaults, compile_seconds, flops
+      steps_to_time[key] = step
     with_torch = args.torch == 'yes' or (args.torch is None and on_cpu)
     if with_torch:
       steps_to_time['torch'] = torch_step(batch)
-    seconds = time_interleaved(steps_to_time, steps)
+    if on_cpu:
+      seconds = time_interleaved(steps_to_time, steps)
+    else:
+      seconds = time_consecutive(steps_to_time, steps)
   threads = f'{os.cpu_count()} threads' if on_cpu else None
-  for model_name, (compile_seconds, flops) in compiled.items():
+  for key, (model_name, xla_defaults, compile_seconds,
+            flops) in compiled.items():
     print(json.dumps({
-        'model': f'{model_name}-r50', 'framework': 'jax', 'batch': batch,
-        'frames': 8, 'size': 224, 'dtype': dtype,
+        'model': f'{model_name}-r50', 'framework': 'jax',
+        'xla_options': 'defaults' if xla_defaults else 'maxmicro',
+        'batch': batch, 'frames': 8, 'size': 224, 'dtype': dtype,
         'device': f'{jax.device_count()}x {device.device_kind}' + (
             f' ({threads})' if threads else ''),
         'compile_s': round(compile_seconds, 1),
-        'step_s': round(seconds[model_name], 4),
-        'clips_per_s': round(batch / seconds[model_name], 2),
+        'step_s': round(seconds[key], 4),
+        'clips_per_s': round(batch / seconds[key], 2),
         'tflops_per_step': round(flops / 1e12, 3),
-        'mfu': (round(flops / seconds[model_name] / peak, 4)
+        'mfu': (round(flops / seconds[key] / peak, 4)
                 if peak and flops else None),
     }), flush=True)
   if with_torch:
@@ -217,9 +273,10 @@ def main():
         'frames': 8, 'size': 224, 'dtype': 'float32',
         'device': f'cpu ({threads})', 'step_s': round(seconds['torch'], 4),
         'clips_per_s': round(batch / seconds['torch'], 2)}), flush=True)
-    if 'manet' in seconds:
-      print(json.dumps({'jax_over_torch_speed': round(
-          seconds['torch'] / seconds['manet'], 3)}), flush=True)
+    for key in ('manet', 'manet (XLA defaults)'):
+      if key in seconds:
+        print(json.dumps({'jax': key, 'jax_over_torch_speed': round(
+            seconds['torch'] / seconds[key], 3)}), flush=True)
 
 if __name__ == '__main__':
   main()

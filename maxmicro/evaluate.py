@@ -19,6 +19,7 @@ from maxmicro import models
 from maxmicro import prepare
 from maxmicro import reporting
 from maxmicro import sharding
+from maxmicro import xla_options
 from maxmicro.data import pipeline
 
 # ImageNet statistics on 0..255 RGB, as the official pipeline normalises.
@@ -60,7 +61,8 @@ def make_score_fn(model, num_segments, mesh, variables_shardings):
   batch = sharding.batch_sharding(mesh)
   return jax.jit(
       functools.partial(score_videos, model=model, num_segments=num_segments),
-      in_shardings=(variables_shardings, batch), out_shardings=batch)
+      in_shardings=(variables_shardings, batch), out_shardings=batch,
+      compiler_options=xla_options.compiler_options())
 
 
 @dataclasses.dataclass

@@ -22,6 +22,7 @@ from maxmicro import evaluate
 from maxmicro import labels
 from maxmicro import metrics
 from maxmicro import models
+from maxmicro import xla_options
 from maxmicro.data import transforms
 from maxmicro.data import video as video_lib
 
@@ -35,9 +36,10 @@ class Predictor:
     self.config = config
     self.variables = variables
     model = models.build_model(config)
-    self._score = jax.jit(functools.partial(
-        evaluate.score_videos, model=model,
-        num_segments=config.model.num_segments))
+    self._score = jax.jit(
+        functools.partial(evaluate.score_videos, model=model,
+                          num_segments=config.model.num_segments),
+        compiler_options=xla_options.compiler_options())
 
   def preprocess(self, frames):
     """All frames of a video, uint8 `(N, H, W, 3)` -> `(C*T, S, S, 3)`."""

@@ -34,6 +34,7 @@ from maxmicro import preemption
 from maxmicro import prepare
 from maxmicro import reporting
 from maxmicro import sharding
+from maxmicro import xla_options
 from maxmicro.data import pipeline
 
 
@@ -182,7 +183,7 @@ class Trainer:
         in_shardings=(self.state_shardings, sharding.batch_sharding(self.mesh),
                       sharding.replicated(self.mesh)),
         out_shardings=(self.state_shardings, sharding.replicated(self.mesh)),
-        donate_argnums=(0,))
+        donate_argnums=(0,), compiler_options=xla_options.compiler_options())
 
 
 def make_trainer(config, mesh, num_train_examples):
