@@ -16,18 +16,17 @@ def xla_flops(traced):
   return cost['flops']
 
 
-@pytest.mark.parametrize('strides,padding,rhs_dilation', [
-    ((1, 1), ((1, 1), (1, 1)), (1, 1)),
-    ((2, 2), ((1, 1), (1, 1)), (1, 1)),  # Input gradient dilates the input.
-    ((2, 2), ((3, 3), (3, 3)), (1, 1)),  # The 7x7 stem.
-    ((2, 1), 'VALID', (1, 1)),
-    ((1, 1), ((2, 2), (2, 2)), (2, 2)),
+@pytest.mark.parametrize('size,strides,padding,rhs_dilation', [
+    (3, (1, 1), ((1, 1), (1, 1)), (1, 1)),
+    (3, (2, 2), ((1, 1), (1, 1)), (1, 1)),  # Input gradient dilates the input.
+    (7, (2, 2), ((3, 3), (3, 3)), (1, 1)),  # The stem.
+    (3, (2, 1), 'VALID', (1, 1)),
+    (3, (1, 1), ((2, 2), (2, 2)), (2, 2)),
 ])
 def test_convolution_and_its_gradients_count_what_xla_counts(
-    strides, padding, rhs_dilation):
+    size, strides, padding, rhs_dilation):
   x = jnp.ones((2, 15, 13, 8))
-  kernel = jnp.ones((3, 3, 8, 16)) if padding != ((3, 3), (3, 3)) else (
-      jnp.ones((7, 7, 8, 16)))
+  kernel = jnp.ones((size, size, 8, 16))
 
   def conv(x, kernel):
     return jax.lax.conv_general_dilated(
