@@ -23,6 +23,7 @@ from absl import logging
 from ml_collections import config_flags
 
 from maxmicro import checkpoint
+from maxmicro import commands
 from maxmicro import config_checks
 from maxmicro import preemption
 from maxmicro import prepare
@@ -59,14 +60,15 @@ def train():
   from maxmicro import metrics, train as train_lib  # pylint: disable=g-import-not-at-top
   if FLAGS.config is None:
     raise ValueError('--mode=train needs --config (e.g. configs/demo.py).')
+  config_checks.check_config(FLAGS.config)
   results = train_lib.train_and_evaluate(FLAGS.config, FLAGS.workdir)
   if results:
     print(metrics.format_table(results))
 
 
 def evaluate():
-  from maxmicro import evaluate as evaluate_lib, metrics  # pylint: disable=g-import-not-at-top
-  results, step, split = evaluate_lib.evaluate_checkpoint(
+  from maxmicro import metrics  # pylint: disable=g-import-not-at-top
+  results, step, split = commands.evaluate_checkpoint(
       FLAGS.workdir, FLAGS.config, FLAGS.checkpoint, FLAGS.split)
   print(f'{split} metrics of checkpoint step {step} (percent):')
   print(metrics.format_table(results))
@@ -78,7 +80,8 @@ def predict():
     raise ValueError('--mode=predict needs --video=PATH (a video file or a '
                      'folder of them).')
   paths = predict_lib.find_videos(FLAGS.video)
-  predictor = predict_lib.load(FLAGS.workdir, FLAGS.checkpoint)
+  predictor = predict_lib.from_checkpoint(
+      *commands.open_checkpoint(FLAGS.workdir, FLAGS.checkpoint))
   results = {}
   for path in paths:
     results[path] = predictor(path, top_k=FLAGS.top_k)
@@ -90,8 +93,7 @@ def predict():
 
 
 def submit():
-  from maxmicro import submit as submit_lib  # pylint: disable=g-import-not-at-top
-  zip_path, count, step = submit_lib.submit_checkpoint(
+  zip_path, count, step = commands.submit_checkpoint(
       FLAGS.workdir, FLAGS.config, FLAGS.checkpoint)
   print(f'wrote {zip_path} ({count} test videos, checkpoint step {step})')
 

@@ -38,6 +38,7 @@ from benchmarks import flops as flops_lib  # noqa: E402  pylint: disable=g-impor
 from configs import manet  # noqa: E402  pylint: disable=g-import-not-at-top
 from configs import tsn  # noqa: E402  pylint: disable=g-import-not-at-top
 from maxmicro import sharding  # noqa: E402  pylint: disable=g-import-not-at-top
+from maxmicro import tasks  # noqa: E402  pylint: disable=g-import-not-at-top
 from maxmicro import train  # noqa: E402  pylint: disable=g-import-not-at-top
 from maxmicro import xla_options  # noqa: E402  pylint: disable=g-import-not-at-top
 
@@ -91,7 +92,8 @@ def jax_step(model_name, batch, dtype, label_vectors, xla_defaults=False):
   """
   config = _config(model_name, batch, dtype, label_vectors)
   mesh = sharding.make_mesh()
-  trainer = train.make_trainer(config, mesh, num_train_examples=100 * batch)
+  trainer = train.make_trainer(config, tasks.get_task(config), mesh,
+                               num_train_examples=100 * batch)
   state = trainer.init_state(jax.random.key(0))
   rng = np.random.default_rng(0)
   batch_arrays = sharding.global_batch({

@@ -41,7 +41,7 @@ def get_base_config():
   config.synthetic_data = None
 
   config.data = ml_collections.ConfigDict()
-  config.data.dataset = 'ma52'
+  config.data.dataset = 'ma52'  # Picks the task (maxmicro.tasks.TASKS).
   config.data.builder_config = 'default'  # TFDS BuilderConfig of ma52.
   # TFDS data_dir; None is TFDS' default. Typed placeholders (None, settable
   # by --config.x=... overrides) stand for optional values.
@@ -116,7 +116,6 @@ def get_base_config():
   # 'skip': go on and count such steps (`nonfinite_steps` in metrics.jsonl).
   config.train.nonfinite_policy = 'stop'
   # And at the end; None (or 0): at the end only.
-  config.train.eval_every_epochs = config_dict.placeholder(int)
   config.train.eval_every_epochs = 5
 
   config.eval = ml_collections.ConfigDict()

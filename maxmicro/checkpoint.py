@@ -9,6 +9,8 @@ Each step is one `ocp.args.Composite` of up to four items:
 - `config`: the run's config as JSON, so that eval, predict and submit can
   rebuild the model without the config file.
 
+`state_to_items` and `state_from_items` are the one mapping between a
+`TrainState` and these items; `restore_latest` is the resume policy.
 `save_variables` writes `variables` and `config` alone (for example from
 converted PyTorch weights); training from such a workdir starts at its step
 with those variables and a fresh optimizer.
@@ -36,6 +38,8 @@ import ml_collections
 import orbax.checkpoint as ocp
 from orbax.checkpoint import checkpoint_managers
 
+from maxmicro import train_state
+
 CHECKPOINT_SUBDIR = 'checkpoints'
 # Orbax writes it into a step last, just before the step's commit.
 COMMIT_MARKER = 'commit_success.txt'
@@ -45,6 +49,10 @@ BEST_METRIC = 'action_top1'
 
 class CheckpointError(Exception):
   """No usable checkpoint where one was asked for."""
+
+
+class NoCheckpointError(CheckpointError):
+  """A workdir without any checkpoint step."""
 
 
 def checkpoint_dir(workdir):
@@ -65,13 +73,28 @@ def make_manager(directory, *, keep=3, read_only=False):
   ])
   options = ocp.CheckpointManagerOptions(
       best_fn=best, best_mode='max', preservation_policy=policy,
-      # Readers open without orbax's read-only mode, which warns on every
-      # open; they never save, so nothing is written or deleted.
+      # Readers never write or delete; Orbax's read-only mode refuses to
+      # (and warns about any option that would).
+      read_only=read_only, save_interval_steps=0 if read_only else 1,
       create=not read_only,
       # A writer removes the tmp directories of saves that a kill cut short.
       cleanup_tmp_directories=not read_only)
-  return ocp.CheckpointManager(directory, options=options,
-                               item_names=ITEM_NAMES)
+  if not read_only:
+    return ocp.CheckpointManager(directory, options=options,
+                                 item_names=ITEM_NAMES)
+  # Orbax warns on every read-only open; eval, predict and submit open one
+  # each, and the warning would precede their output every time.
+  absl_logger = logging.get_absl_logger()
+  absl_logger.addFilter(_drop_read_only_notice)
+  try:
+    return ocp.CheckpointManager(directory, options=options,
+                                 item_names=ITEM_NAMES)
+  finally:
+    absl_logger.removeFilter(_drop_read_only_notice)
+
+
+def _drop_read_only_notice(record):
+  return not record.getMessage().startswith('Given directory is read only')
 
 
 def config_to_json(config):
@@ -208,28 +231,6 @@ def _tuples(tree):
   return tree
 
 
-def resolve_config(saved, override=None):
-  """The config eval, predict and submit use: `override` if given, else saved.
-
-  Raises:
-    ValueError: `override` builds a different model than the checkpoint
-      holds; the message names the differing fields.
-  """
-  if override is None:
-    return saved
-  saved_model = config_to_json(saved)['model']
-  new_model = config_to_json(override)['model']
-  differing = sorted(key for key in set(saved_model) | set(new_model)
-                     if saved_model.get(key) != new_model.get(key))
-  if differing:
-    raise ValueError(
-        'the --config model differs from the checkpoint\'s in ' +
-        ', '.join(f'model.{key} ({new_model.get(key)!r} vs saved '
-                  f'{saved_model.get(key)!r})' for key in differing) +
-        '; leave --config out to use the saved config.')
-  return override
-
-
 def select_step(manager, which='latest'):
   """The step `which` names: 'latest', 'best' or a step number.
 
@@ -240,23 +241,20 @@ def select_step(manager, which='latest'):
   steps = list(manager.all_steps())
   where = manager.directory
   if not steps:
-    raise CheckpointError(
-        f'no checkpoint in {where}: train first (python run.py '
-        '--config=configs/demo.py --workdir=WORKDIR) or write one from '
-        'converted weights (maxmicro.checkpoint.save_variables).')
+    raise NoCheckpointError(f'no checkpoint in {where}.')
   if which == 'latest':
     step = latest_committed_step(manager)
     if step is None:
       raise CheckpointError(
           f'no complete checkpoint in {where}: every step there was cut '
-          'short while saving; train again to write one.')
+          'short while saving.')
     return step
   if which == 'best':
     return manager.best_step()
   try:
     step = int(which)
   except ValueError:
-    raise CheckpointError(f'--checkpoint={which!r} is not latest, best or a '
+    raise CheckpointError(f'checkpoint {which!r} is not latest, best or a '
                           'step number.') from None
   if step not in steps:
     raise CheckpointError(f'no checkpoint of step {step} in {where}; there '
@@ -278,7 +276,7 @@ def open_for_reading(workdir, which='latest'):
     CheckpointError: no workdir, no checkpoint, or not the asked one.
   """
   if not os.path.isdir(workdir):
-    raise CheckpointError(f'workdir {workdir!r} does not exist (--workdir).')
+    raise CheckpointError(f'workdir {workdir!r} does not exist.')
   directory = checkpoint_dir(workdir)
   if not os.path.isdir(directory):
     directory = os.path.abspath(workdir)
@@ -313,3 +311,92 @@ def save_variables(workdir, variables, config, step=0):
   finally:
     manager.close()
   return directory
+
+
+def state_to_items(state):
+  """A `TrainState` as the checkpoint items `(variables, train)`.
+
+  Arrays other than the model's parameters that a task trains (`params`
+  beside `'model'`) go with the optimizer state into `train`.
+  """
+  extra_params = {name: value for name, value in state.params.items()
+                  if name != 'model'}
+  train = {'step': state.step, 'opt_state': state.opt_state,
+           'nonfinite_steps': state.nonfinite_steps,
+           'first_nonfinite_step': state.first_nonfinite_step,
+           **extra_params}
+  return state.variables, train
+
+
+def state_from_items(variables, train):
+  """The inverse of `state_to_items`."""
+  train = dict(train)
+  counters = {name: train.pop(name) for name in (
+      'step', 'opt_state', 'nonfinite_steps', 'first_nonfinite_step')}
+  return train_state.TrainState(
+      params={'model': variables['params'], **train},
+      batch_stats=variables['batch_stats'], **counters)
+
+
+def restore_latest(manager, abstract_state, init_state, iterator, log):
+  """The state to resume training from, and whether the iterator was restored.
+
+  The latest complete checkpoint of the workdir: all of it, or only its
+  variables (put into `init_state()`) if it has no optimizer state, as
+  `save_variables` writes. `(None, False)` if there is no checkpoint. A newer
+  step that a kill cut short (no commit marker), or one
+  that fails to restore while an older one restores, is renamed aside with a
+  warning; if every step fails the first error is raised, so a config that
+  no longer fits its checkpoints never silently restarts from scratch.
+
+  Args:
+    manager: the workdir's manager.
+    abstract_state: the `TrainState` of `jax.ShapeDtypeStruct`s with
+      shardings that restored arrays take.
+    init_state: `() -> TrainState`, a freshly initialised state.
+    iterator: the fresh train iterator, whose state is restored in place.
+    log: prints a line.
+  """
+  unreadable = []  # (step, error) of committed steps that failed.
+  for step in steps_newest_first(manager):
+    if not is_committed(manager, step):
+      aside = set_aside(manager, step, 'incomplete')
+      log(f'warning: checkpoint step {step} is incomplete (a save was cut '
+          f'short); moved it to {aside} and looking at older steps')
+      continue
+    try:
+      state, restored_iterator = _restore_step(
+          manager, step, abstract_state, init_state, iterator, log)
+    except Exception as error:  # pylint: disable=broad-exception-caught
+      # Orbax and TensorStore raise many types for a damaged file.
+      log(f'warning: checkpoint step {step} does not restore '
+          f'({type(error).__name__}: {error}); trying older steps')
+      unreadable.append((step, error))
+      continue
+    for bad_step, _ in unreadable:
+      aside = set_aside(manager, bad_step, 'unreadable')
+      log(f'warning: moved unreadable checkpoint step {bad_step} to {aside}')
+    return state, restored_iterator
+  if unreadable:
+    step, error = unreadable[0]
+    raise CheckpointError(
+        f'no checkpoint in {manager.directory} restores into this config; '
+        f'step {step} fails with {type(error).__name__}: {error}') from error
+  return None, False
+
+
+def _restore_step(manager, step, abstract_state, init_state, iterator, log):
+  """The state (and iterator) of checkpoint `step`; see `restore_latest`."""
+  abstract_variables, abstract_train = state_to_items(abstract_state)
+  if has_item(manager, step, 'train'):
+    restore_iterator = has_item(manager, step, 'iterator')
+    restored = restore(manager, step, variables=abstract_variables,
+                       train=abstract_train,
+                       iterator=iterator if restore_iterator else None)
+    log(f'resuming from step {step}')
+    return (state_from_items(restored['variables'], restored['train']),
+            restore_iterator)
+  variables = restore(manager, step, variables=abstract_variables)['variables']
+  log(f'starting from the variables of checkpoint step {step} '
+      '(no optimizer state in it)')
+  return init_state().with_variables(variables), False

@@ -4,9 +4,11 @@
 `--config.a.b=value` overrides while absl parses flags, before `main` runs,
 and raises a bare `AttributeError: "'b'"` for an unknown field, so it is
 caught here and said in one paragraph with the fields that exist.
-`check_train_config` checks a loaded config: the values of enumerated fields
-(listed from the dicts the modules dispatch on, never copied), batch sizes
-against the devices and processes, and the files a run loads.
+`check_config` checks a loaded config once, where a command starts: the
+values of enumerated fields (listed from the dicts the modules dispatch on,
+never copied), numeric ranges, batch sizes against the devices and
+processes, and that `init_from` exists. The files a task loads (label
+vectors) are checked when it loads them, before any data is read.
 """
 
 import difflib
@@ -20,6 +22,7 @@ from maxmicro import losses
 from maxmicro import models
 from maxmicro import optim
 from maxmicro import sharding
+from maxmicro import tasks
 from maxmicro.models import resnet
 
 # What train.py does with a step whose loss or gradients are NaN or Inf: it
@@ -29,11 +32,12 @@ NONFINITE_POLICIES = ('stop', 'skip')
 
 # Enumerated fields and their allowed values, from the modules' own tables.
 CHOICES = {
+    'data.dataset': tuple(tasks.TASKS),
     'model.dtype': ('auto', *models.DTYPES),
     'model.depth': tuple(resnet.STAGE_SIZES),
     'loss.embedding': tuple(losses.EMBEDDING_LOSSES),
-    'optim.name': optim.OPTIMIZERS,
-    'optim.schedule': optim.SCHEDULES,
+    'optim.name': tuple(optim.OPTIMIZERS),
+    'optim.schedule': tuple(optim.SCHEDULES),
     'train.nonfinite_policy': NONFINITE_POLICIES,
 }
 # Fields that must be positive integers.
@@ -128,18 +132,16 @@ def parse_flags(argv):
     sys.exit(1)
 
 
-def check_train_config(config):
-  """`check_fields` and `check_files`."""
-  check_fields(config)
-  check_files(config)
+def check_config(config, training=True):
+  """Checks a config's values before any data, file or device work.
 
-
-def check_fields(config):
-  """Checks a training config's values before any data or device work.
+  With `training` False (evaluation, prediction, submission of a saved
+  config), the training batch size and `init_from` are not checked.
 
   Raises:
-    ValueError: a field has a value outside its allowed set (listed), or a
-      batch size does not split over the devices and processes.
+    ValueError: a field has a value outside its allowed set (listed), a
+      number is out of range, a batch size does not split over the devices
+      and processes, or `init_from` does not exist.
   """
   for field, allowed in CHOICES.items():
     value = _get(config, field)
@@ -152,21 +154,12 @@ def check_fields(config):
     if not isinstance(value, int) or value < 1:
       raise ValueError(f'config.{field}={value!r} must be a positive '
                        'integer.')
+  if config.loss.embedding == 'contrastive' and config.loss.temperature <= 0:
+    raise ValueError(f'config.loss.temperature={config.loss.temperature} '
+                     'must be positive.')
   mesh = sharding.make_mesh()
-  for section in ('train', 'eval'):
+  for section in ('train', 'eval') if training else ('eval',):
     sharding.check_batch_size(config[section].global_batch_size, mesh, section)
-
-
-def check_files(config):
-  """Loads what a run loads first: label vectors, `init_from` (exists).
-
-  Raises:
-    ValueError: the file is missing or malformed; the message names it and
-      the field.
-  """
-  if config.loss.embedding != 'none':
-    losses.load_label_vectors(config.loss.label_vectors,
-                              config.model.embedding_dim)
-  if config.init_from and not os.path.isfile(config.init_from):
+  if training and config.init_from and not os.path.isfile(config.init_from):
     raise ValueError(f'config.init_from={config.init_from!r} does not exist; '
                      'give a torchvision ResNet-50 state dict file or None.')

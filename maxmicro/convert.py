@@ -16,7 +16,6 @@ Convert an official checkpoint into a workdir that `run.py` evaluates:
 """
 
 import dataclasses
-import functools
 import os
 import sys
 
@@ -24,9 +23,7 @@ from absl import logging
 from etils import epath
 import flax
 import jax
-import jax.numpy as jnp
 import numpy as np
-import orbax.checkpoint as ocp
 
 from maxmicro import checkpoint
 from maxmicro import models
@@ -94,7 +91,7 @@ def convert_state_dict(state_dict, config, backbone_only=False):
     layout = torch_names.detect_layout(state_dict)
   except ValueError as error:
     raise ConversionError(str(error)) from None
-  targets = abstract_variables(config)
+  targets = flax.traverse_util.flatten_dict(models.abstract_variables(config))
   if backbone_only:
     targets = {path: leaf for path, leaf in targets.items()
                if path[1] == 'backbone'}
@@ -155,31 +152,20 @@ def _join(path):
   return '/'.join(path)
 
 
-def abstract_variables(config):
-  """Flat Flax path -> ShapeDtypeStruct of `build_model(config)`'s variables."""
-  model = models.build_model(config)
-  size = config.data.image_size
-  video = jax.ShapeDtypeStruct(
-      (1, config.model.num_segments, size, size, 3), jnp.float32)
-  shapes = jax.eval_shape(functools.partial(model.init, train=False),
-                          jax.random.key(0), video)
-  return flax.traverse_util.flatten_dict(flax.core.unfreeze(shapes))
-
-
-def unwrap_state_dict(checkpoint):
+def unwrap_state_dict(loaded):
   """A bare `{name: numpy array}` from a state dict or an mmcv checkpoint.
 
   Takes the `state_dict` entry of an mmcv checkpoint, drops the `module.`
   prefix that DataParallel adds, and turns torch tensors into numpy arrays.
   """
-  if not isinstance(checkpoint, dict):
+  if not isinstance(loaded, dict):
     raise ConversionError(
         f'expected a state dict (a dict of tensors), got '
-        f'{type(checkpoint).__name__}.')
-  if isinstance(checkpoint.get('state_dict'), dict):
-    checkpoint = checkpoint['state_dict']
+        f'{type(loaded).__name__}.')
+  if isinstance(loaded.get('state_dict'), dict):
+    loaded = loaded['state_dict']
   state_dict = {}
-  for key, value in checkpoint.items():
+  for key, value in loaded.items():
     if not hasattr(value, 'shape'):
       raise ConversionError(
           f'{key!r} is a {type(value).__name__}, not a tensor; is this a '
@@ -207,10 +193,10 @@ def read_state_dict(path):
     raise ConversionError(f'{path}: no such file.')
   try:
     if path.suffix == '.safetensors':
-      checkpoint = _safetensors_load(path)
+      loaded = _safetensors_load(path)
     else:
       with path.open('rb') as file:
-        checkpoint = _torch_load(file)
+        loaded = _torch_load(file)
   except ImportError as error:
     raise ConversionError(
         f'{path}: reading it needs the {error.name} package '
@@ -220,7 +206,7 @@ def read_state_dict(path):
         f'{path}: not a readable PyTorch or safetensors state dict '
         f'({_reason(error)}).') from None
   try:
-    return unwrap_state_dict(checkpoint)
+    return unwrap_state_dict(loaded)
   except ConversionError as error:
     raise ConversionError(f'{path}: {error}') from None
 

@@ -1,4 +1,4 @@
-"""Scoring clips and evaluating a split with the MA-52 metrics.
+"""Scoring clips and evaluating a split with the MA-52 metrics (library).
 
 A video's score is the softmax of its logits averaged over its C clips; each
 clip is `T = num_segments` frames. Every video is scored exactly once on any
@@ -10,30 +10,18 @@ import dataclasses
 import functools
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 from maxmicro import checkpoint
 from maxmicro import metrics as metrics_lib
 from maxmicro import models
-from maxmicro import prepare
-from maxmicro import reporting
+from maxmicro import ops
 from maxmicro import sharding
 from maxmicro import xla_options
 from maxmicro.data import pipeline
 
-# ImageNet statistics on 0..255 RGB, as the official pipeline normalises.
-IMAGENET_MEAN = (123.675, 116.28, 103.53)
-IMAGENET_STD = (58.395, 57.12, 57.375)
 # Longest video id that crosses processes (ids are file names).
 _MAX_ID_BYTES = 256
-
-
-def normalise(video):
-  """uint8 RGB `(..., 3)` -> float32 `(x - mean) / std`, on the device."""
-  mean = jnp.asarray(IMAGENET_MEAN, jnp.float32)
-  std = jnp.asarray(IMAGENET_STD, jnp.float32)
-  return (video.astype(jnp.float32) - mean) / std
 
 
 def score_videos(variables, video, *, model, num_segments):
@@ -50,19 +38,27 @@ def score_videos(variables, video, *, model, num_segments):
   """
   batch, frames = video.shape[:2]
   num_clips = frames // num_segments
-  clips = normalise(video).reshape(
+  clips = ops.normalise(video).reshape(
       (batch * num_clips, num_segments) + video.shape[2:])
   logits = model.apply(variables, clips, train=False)['action_logits']
   return jax.nn.softmax(logits.reshape(batch, num_clips, -1).mean(axis=1))
 
 
-def make_score_fn(model, num_segments, mesh, variables_shardings):
-  """`score_videos` jitted over the mesh: `(variables, video) -> scores`."""
-  batch = sharding.batch_sharding(mesh)
+def make_score_fn(model, num_segments, mesh=None, variables_shardings=None):
+  """`score_videos` jitted: `(variables, video) -> scores`.
+
+  Over `mesh` (videos split along `data`, variables placed by
+  `variables_shardings`), or without a mesh on the arguments' own devices
+  (prediction on one device).
+  """
+  shardings = {}
+  if mesh is not None:
+    batch = sharding.batch_sharding(mesh)
+    shardings = dict(in_shardings=(variables_shardings, batch),
+                     out_shardings=batch)
   return jax.jit(
       functools.partial(score_videos, model=model, num_segments=num_segments),
-      in_shardings=(variables_shardings, batch), out_shardings=batch,
-      compiler_options=xla_options.compiler_options())
+      compiler_options=xla_options.compiler_options(), **shardings)
 
 
 @dataclasses.dataclass
@@ -136,91 +132,21 @@ def restore_variables(manager, step, config, shardings):
 
   `shardings` is one `jax.sharding.Sharding` for every array, or a tree.
   """
-  model = models.build_model(config)
-  size = config.data.image_size
-  video_shape = (1, config.model.num_segments, size, size, 3)
-  abstract = jax.eval_shape(lambda: model.init(
-      jax.random.key(0), jnp.zeros(video_shape), train=False))
-  abstract = {'params': abstract['params'],
-              'batch_stats': abstract['batch_stats']}
+  abstract = models.abstract_variables(config)
   if isinstance(shardings, jax.sharding.Sharding):
     shardings = jax.tree.map(lambda _: shardings, abstract)
   target = sharding.with_shardings(abstract, shardings)
   return checkpoint.restore(manager, step, variables=target)['variables']
 
 
-@dataclasses.dataclass
-class Inference:
-  """A checkpoint ready to score a split on the mesh."""
-  config: object
-  step: int
-  mesh: object
-  variables: object
-  score_fn: object
+def eval_iterator(config, split):
+  """This process' padded, masked batches of `split` (one pass).
 
-  def iterator(self, split):
-    return eval_iterator(self.config, split, self.mesh)
-
-
-def eval_iterator(config, split, mesh):
-  """This process' padded, masked batches of `split` (one pass)."""
-  per_process = sharding.check_batch_size(config.eval.global_batch_size,
-                                          mesh, 'eval')
+  `config.eval.global_batch_size` divides over the processes and devices
+  (`config_checks.check_fields`).
+  """
   return pipeline.make_eval_iterator(
       config.data, split, num_segments=config.model.num_segments,
-      per_process_batch_size=per_process,
+      per_process_batch_size=(config.eval.global_batch_size //
+                              jax.process_count()),
       process_index=jax.process_index(), process_count=jax.process_count())
-
-
-def load_inference(workdir, config=None, which='latest', check=None):
-  """Finds a checkpoint, then (only then) checks the data and loads it.
-
-  Args:
-    workdir: the run's workdir.
-    config: a config to use instead of the saved one (its model section must
-      match the checkpoint's), or None.
-    which: 'latest', 'best' or a step number.
-    check: called with the config before any data is touched (argument
-      checks such as "this split has labels").
-
-  Raises:
-    checkpoint.CheckpointError, ValueError, prepare.DatasetMissingError.
-  """
-  manager, step, saved = checkpoint.open_for_reading(workdir, which)
-  try:
-    config = checkpoint.resolve_config(saved, config)
-    if check is not None:
-      check(config)
-    prepare.ensure_dataset(config)
-    mesh = sharding.make_mesh()
-    model = models.build_model(config)
-    variables = restore_variables(manager, step, config,
-                                  sharding.replicated(mesh))
-  finally:
-    manager.close()
-  shardings = jax.tree.map(lambda _: sharding.replicated(mesh), variables)
-  score_fn = make_score_fn(model, config.model.num_segments, mesh, shardings)
-  return Inference(config, step, mesh, variables, score_fn)
-
-
-def evaluate_checkpoint(workdir, config=None, which='latest', split=None):
-  """`--mode=eval`: the metrics of a checkpoint on a labelled split.
-
-  Writes the evaluation report to `WORKDIR/eval/` and returns
-  `(metrics, step, split)`. The test split is refused: its labels are
-  placeholders.
-  """
-  def check(config):
-    name = split or config.data.eval_split
-    if not pipeline.has_ground_truth(name):
-      raise ValueError(
-          f'split {name!r} has no ground-truth labels (MA-52 test labels are '
-          'placeholders), so it has no metrics. Evaluate on validation, or '
-          'write its challenge submission with --mode=submit.')
-  inference = load_inference(workdir, config, which, check)
-  split = split or inference.config.data.eval_split
-  metrics, predictions = evaluate(inference.score_fn, inference.variables,
-                                  inference.iterator(split), inference.mesh)
-  reporting.write_eval_report(workdir, split, inference.step, metrics,
-                              predictions)
-  return metrics, inference.step, split

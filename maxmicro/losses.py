@@ -85,16 +85,6 @@ def compute_loss(outputs, labels, label_vectors, loss_config):
   return loss, parts
 
 
-def validate_loss_config(loss_config):
-  """Raises a ValueError naming the field if `config.loss` is not valid."""
-  if loss_config.embedding not in EMBEDDING_LOSSES:
-    raise ValueError(f'config.loss.embedding={loss_config.embedding!r} is not '
-                     f'one of {", ".join(EMBEDDING_LOSSES)}.')
-  if loss_config.embedding == 'contrastive' and loss_config.temperature <= 0:
-    raise ValueError(f'config.loss.temperature={loss_config.temperature} must '
-                     'be positive.')
-
-
 def load_label_vectors(path, embedding_dim, num_classes=labels_lib.NUM_ACTIONS):
   """Loads and checks a `(num_classes, D)` label-vector `.npy` as float32.
 

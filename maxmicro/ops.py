@@ -1,6 +1,25 @@
-"""Functional building blocks shared by the models."""
+"""Functional building blocks shared by the models.
 
+The temporal shift, input normalisation, and the XLA:CPU formulation of 1x1
+convolutions (`conv_or_matmul`); what each formulation is worth is measured
+in benchmarks/RESULTS.md.
+"""
+
+import functools
+
+import jax
 import jax.numpy as jnp
+
+# ImageNet statistics on 0..255 RGB, as the official pipeline normalises.
+IMAGENET_MEAN = (123.675, 116.28, 103.53)
+IMAGENET_STD = (58.395, 57.12, 57.375)
+
+
+def normalise(video):
+  """uint8 RGB `(..., 3)` -> float32 `(x - mean) / std`, on the device."""
+  mean = jnp.asarray(IMAGENET_MEAN, jnp.float32)
+  std = jnp.asarray(IMAGENET_STD, jnp.float32)
+  return (video.astype(jnp.float32) - mean) / std
 
 
 def temporal_shift(x, num_segments, fold_div=8):
@@ -35,3 +54,59 @@ def temporal_shift(x, num_segments, fold_div=8):
   shifted = jnp.concatenate(
       [from_next, from_previous, clips[..., 2 * fold:]], axis=-1)
   return shifted.reshape(x.shape)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
+def matmul_1x1(x, kernel, precision=None):
+  """`x @ kernel` over channels, `(N, H, W, C) @ (C, D)`.
+
+  The custom VJP only changes how the kernel gradient `x^T g` is laid out.
+  Left to itself, XLA:CPU feeds that dot `g` transposed, fused into the
+  single-threaded BatchNorm backward that produces `g`, even where `g` is
+  the wider operand. Here the narrower operand is transposed, behind an
+  optimization barrier so that XLA cannot fold the transpose back into the
+  dot: the same numbers, faster.
+  """
+  return jnp.einsum('nhwc,cd->nhwd', x, kernel, precision=precision)
+
+
+def _matmul_1x1_fwd(x, kernel, precision):
+  return matmul_1x1(x, kernel, precision), (x, kernel)
+
+
+def _matmul_1x1_bwd(precision, residuals, g):
+  x, kernel = residuals
+  channels_in, channels_out = kernel.shape
+  dx = jnp.einsum('nhwd,cd->nhwc', g, kernel, precision=precision)
+  x = x.reshape(-1, channels_in)
+  g = g.reshape(-1, channels_out)
+  if channels_in <= channels_out:
+    x_t = jax.lax.optimization_barrier(x.T)
+    dkernel = jnp.dot(x_t, g, precision=precision)
+  else:
+    g_t = jax.lax.optimization_barrier(g.T)
+    dkernel = jnp.dot(g_t, x, precision=precision).T
+  return dx, dkernel
+
+
+matmul_1x1.defvjp(_matmul_1x1_fwd, _matmul_1x1_bwd)
+
+
+def conv_or_matmul(lhs, rhs, window_strides, padding, **kwargs):
+  """`lax.conv_general_dilated`, but on CPU a 1x1 convolution as a matmul.
+
+  `nn.Conv`'s `conv_general_dilated`. A 1x1 convolution of NHWC frames is a
+  matmul over channels (a strided one subsamples first): the same numbers to
+  float rounding. XLA:CPU computes the kernel gradient of a 1x1 convolution
+  as a generic convolution, several times slower than the matmul it is; the
+  matmul's gradients are matmuls too (see `matmul_1x1`). On GPU and TPU the
+  convolution libraries' 1x1 kernels are faster than the matmul, so there
+  the convolution stays.
+  """
+  if (jax.default_backend() != 'cpu' or rhs.shape[:2] != (1, 1) or
+      padding != 'VALID'):
+    return jax.lax.conv_general_dilated(lhs, rhs, window_strides, padding,
+                                        **kwargs)
+  row_stride, column_stride = window_strides
+  x = lhs[:, ::row_stride, ::column_stride]
+  return matmul_1x1(x, rhs[0, 0], kwargs.get('precision'))

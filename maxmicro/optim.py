@@ -48,9 +48,6 @@ def make_schedule(optim_config, *, global_batch_size, steps_per_epoch,
   epoch-wise step policy). `cosine`: cosine decay to zero at `total_steps`.
   Either starts with a linear warmup from zero over `warmup_epochs`.
   """
-  if optim_config.schedule not in SCHEDULES:
-    raise ValueError(f'config.optim.schedule={optim_config.schedule!r} is not '
-                     f'one of {", ".join(SCHEDULES)}.')
   peak = peak_learning_rate(optim_config, global_batch_size)
   warmup_steps = int(round(optim_config.warmup_epochs * steps_per_epoch))
   if optim_config.schedule == 'step':
@@ -121,9 +118,6 @@ def make_optimizer(optim_config, schedule):
     An `optax.GradientTransformation` over a trainable tree
     `{'model': params, ['label_vectors': (52, D)]}`.
   """
-  if optim_config.name not in OPTIMIZERS:
-    raise ValueError(f'config.optim.name={optim_config.name!r} is not one of '
-                     f'{", ".join(OPTIMIZERS)}.')
   transforms = {
       name: _group_transform(optim_config, schedule, multiplier, decay)
       for name, (multiplier, decay) in GROUPS.items()}

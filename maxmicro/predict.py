@@ -9,7 +9,6 @@ cropped by `transforms.preprocess_eval_clip`, the function evaluation uses, so
 the scores are those `run.py --mode=eval` gives the same frames.
 """
 
-import functools
 import json
 import os
 
@@ -22,7 +21,6 @@ from maxmicro import evaluate
 from maxmicro import labels
 from maxmicro import metrics
 from maxmicro import models
-from maxmicro import xla_options
 from maxmicro.data import transforms
 from maxmicro.data import video as video_lib
 
@@ -35,11 +33,8 @@ class Predictor:
   def __init__(self, config, variables):
     self.config = config
     self.variables = variables
-    model = models.build_model(config)
-    self._score = jax.jit(
-        functools.partial(evaluate.score_videos, model=model,
-                          num_segments=config.model.num_segments),
-        compiler_options=xla_options.compiler_options())
+    self._score = evaluate.make_score_fn(models.build_model(config),
+                                         config.model.num_segments)
 
   def preprocess(self, frames):
     """All frames of a video, uint8 `(N, H, W, 3)` -> `(C*T, S, S, 3)`."""
@@ -94,7 +89,11 @@ def load(checkpoint_dir, which='latest'):
   Raises:
     maxmicro.checkpoint.CheckpointError: no such checkpoint.
   """
-  manager, step, config = checkpoint.open_for_reading(checkpoint_dir, which)
+  return from_checkpoint(*checkpoint.open_for_reading(checkpoint_dir, which))
+
+
+def from_checkpoint(manager, step, config):
+  """A `Predictor` of checkpoint `step` of an open manager (closed here)."""
   try:
     variables = evaluate.restore_variables(
         manager, step, config,

@@ -1,14 +1,17 @@
-"""What a user watches: a progress line, TensorBoard, `metrics.jsonl`, reports.
+"""What a user watches: a progress line, TensorBoard, `metrics.jsonl`.
+
+`StepReporter` is the train loop's side of it: it fetches step metrics on
+logging and saving steps only, and there applies the non-finite policy
+(`check_finite`).
 
 Only process 0 writes. `metrics.jsonl` gets one JSON object per line:
 - train lines: `{"kind": "train", "step", "epoch", "loss", ...,
   "clips_per_sec"}`;
-- evaluation lines: `{"kind": "eval", "split", "step", <the eight
-  ma52_metrics keys>, "num_videos"}`.
+- evaluation lines: `{"kind": "eval", "split", "step", <the task's
+  metrics (the eight ma52_metrics keys for recognition)>, "num_videos"}`.
 TensorBoard event files (tensorboardX, no TensorFlow) go to
-`WORKDIR/tensorboard` with `train/` and `eval_<split>/` prefixes. After each
-evaluation `WORKDIR/eval/` gets a metrics JSON with per-class F1, a confusion
-matrix PNG and a per-class F1 chart.
+`WORKDIR/tensorboard` with `train/` and `eval_<split>/` prefixes. A task's
+evaluator writes its own report files (recognition: `WORKDIR/eval/`).
 """
 
 import json
@@ -20,11 +23,8 @@ import time
 import jax
 import numpy as np
 
-from maxmicro import labels as labels_lib
-from maxmicro import metrics as metrics_lib
 
 METRICS_FILE = 'metrics.jsonl'
-EVAL_SUBDIR = 'eval'
 
 
 def _is_writer():
@@ -66,10 +66,9 @@ class MetricWriter:
     self._write(record, 'train')
 
   def write_eval(self, step, split, metrics, num_videos):
-    """An evaluation line: the eight metrics at top level, split, step."""
+    """An evaluation line: the task's metrics at top level, split, step."""
     record = {'kind': 'eval', 'split': split, 'step': int(step)}
-    record.update({key: float(metrics[key])
-                   for key in metrics_lib.METRIC_NAMES})
+    record.update({key: float(value) for key, value in metrics.items()})
     record['num_videos'] = int(num_videos)
     self._write(record, f'eval_{split}')
 
@@ -155,36 +154,87 @@ class Progress:
     return {'clips_per_sec': clips_per_sec, 'data_wait': data_fraction}
 
 
-def write_eval_report(workdir, split, step, metrics, predictions):
-  """Writes the metrics JSON and the two plots of one evaluation.
+def check_finite(step, scalars, policy='stop', last_saved=None):
+  """Under the 'stop' policy, raises FloatingPointError naming the first
+  step whose loss or gradients were NaN or Inf.
 
-  Returns the paths written (none on processes other than 0).
+  `scalars` are fetched step metrics; the state's `first_nonfinite_step`
+  names a bad step between two fetches. The loop calls this before every
+  evaluation and save, so no checkpoint follows a non-finite step.
   """
-  if not _is_writer():
-    return []
-  from maxmicro import plots  # pylint: disable=g-import-not-at-top
-  directory = os.path.join(workdir, EVAL_SUBDIR)
-  os.makedirs(directory, exist_ok=True)
-  stem = os.path.join(directory, f'{split}_step{step}')
-  action_predictions = np.argmax(predictions.scores, axis=1)
-  f1, present = metrics_lib.f1_per_class(
-      predictions.labels, action_predictions, labels_lib.NUM_ACTIONS)
-  report = {
-      'split': split, 'step': int(step),
-      'num_videos': int(len(predictions.labels)),
-      **{key: float(metrics[key]) for key in metrics_lib.METRIC_NAMES},
-      'per_class_f1': {
-          f'{labels_lib.ACTION_CODES[i]} {labels_lib.ACTION_NAMES[i]}':
-              (float(f1[i]) if present[i] else None)
-          for i in range(labels_lib.NUM_ACTIONS)},
-  }
-  paths = [stem + '_metrics.json', stem + '_confusion.png',
-           stem + '_f1.png']
-  with open(paths[0], 'w') as file:
-    json.dump(report, file, indent=1)
-  matrix = metrics_lib.confusion_matrix(
-      predictions.labels, action_predictions, labels_lib.NUM_ACTIONS)
-  title = f'{split}, step {step}'
-  plots.confusion_matrix(matrix, paths[1], title=title)
-  plots.per_class_f1(f1, present, paths[2], title=title)
-  return paths
+  if policy != 'stop':
+    return
+  first = int(scalars.get('first_nonfinite_step', 0))
+  bad = [f'{name} is {scalars[name]}' for name in ('loss', 'grad_norm')
+         if not np.isfinite(scalars[name])]
+  if not bad and not first:
+    return
+  what = (', '.join(bad) if bad and first in (0, step) else
+          'the loss or gradients were NaN or Inf')
+  kept = ('the last good checkpoint is kept in the workdir'
+          if last_saved is None else
+          f'the last good checkpoint, step {last_saved}, is kept')
+  raise FloatingPointError(
+      f'{what} at step {first or step}: training diverged and stopped '
+      f'({kept}). Lower config.optim.base_learning_rate or check the data, '
+      'or set --config.train.nonfinite_policy=skip to skip such steps.')
+
+
+class StepReporter:
+  """Fetches step metrics when asked, applies the non-finite policy, and
+  writes the progress line, `metrics.jsonl` and TensorBoard."""
+
+  def __init__(self, config, *, steps_per_epoch, total_steps, workdir, state,
+               last_saved, log):
+    self.policy = config.train.nonfinite_policy
+    self.steps_per_epoch = steps_per_epoch
+    self.last_saved = last_saved
+    self.log = log
+    self.nonfinite_seen = int(jax.device_get(state.nonfinite_steps))
+    self.writer = MetricWriter(workdir)
+    self.progress = Progress(
+        start_step=int(jax.device_get(state.step)), total_steps=total_steps,
+        steps_per_epoch=steps_per_epoch,
+        global_batch_size=config.train.global_batch_size)
+
+  def next_batch(self, iterator):
+    started = time.perf_counter()
+    batch = next(iterator)
+    self.progress.add_data_time(time.perf_counter() - started)
+    return batch
+
+  def first_step_done(self, step, step_metrics, started):
+    jax.block_until_ready(step_metrics)
+    self.log(f'first step compiled and ran in '
+             f'{time.perf_counter() - started:.1f}s')
+    self.progress.restart(step)
+
+  def check(self, step, step_metrics, write):
+    """Raises under 'stop' if a step since the last check was non-finite;
+    writes the train line if `write`. Called before every evaluation and
+    save, so a diverged state is never evaluated or saved."""
+    scalars = {k: float(v) for k, v in jax.device_get(step_metrics).items()}
+    check_finite(step, scalars, self.policy, self.last_saved)
+    if scalars['nonfinite_steps'] > self.nonfinite_seen:
+      self.nonfinite_seen = int(scalars['nonfinite_steps'])
+      self.log(f'warning: skipped {self.nonfinite_seen} non-finite steps so '
+               f'far (first at step {int(scalars["first_nonfinite_step"])})')
+    if write:
+      scalars.update(self.progress.report(step, scalars))
+      scalars['epoch'] = step / self.steps_per_epoch
+      self.writer.write_train(step, scalars)
+
+  def evaluate(self, evaluator, state, step):
+    """Evaluates, writes the metrics line and logs it; returns the metrics."""
+    started = time.perf_counter()
+    result = evaluator(state.variables, step)
+    self.writer.write_eval(step, result.split, result.metrics,
+                           result.num_examples)
+    self.log(f'{result.split} at step {step} ({result.num_examples} '
+             'videos): ' + ', '.join(f'{k} {100 * v:.2f}'
+                                     for k, v in result.metrics.items()))
+    self.progress.exclude(time.perf_counter() - started)
+    return result.metrics
+
+  def close(self):
+    self.writer.close()

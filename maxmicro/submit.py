@@ -9,16 +9,18 @@ as Python's csv writer makes them.
 The built test split keeps list order, and each process scores a contiguous
 slice of it, so the gathered predictions are in list order on any number of
 processes.
+
+MMA-52 detection (MAC track 2) submits the same two names; its
+`prediction.csv` is a pandas frame written with its index (see
+`write_detection_csv`).
 """
 
 import csv
 import os
 import zipfile
 
-import jax
 import numpy as np
 
-from maxmicro import evaluate
 from maxmicro import labels as labels_lib
 from maxmicro import metrics
 
@@ -26,6 +28,7 @@ CSV_NAME = 'prediction.csv'
 ZIP_NAME = 'submission.zip'
 HEADER = (['vid'] + [f'action_pred_{k}' for k in range(1, 6)] +
           [f'body_pred_{k}' for k in range(1, 6)])
+DETECTION_HEADER = ['', 'video_id', 't_start', 't_end', 'class', 'score']
 
 
 def write_prediction_csv(path, video_ids, scores):
@@ -56,25 +59,45 @@ def write_submission(directory, video_ids, scores):
 
   The zip holds only `prediction.csv`. Returns the zip's path.
   """
-  csv_path = os.path.join(directory, CSV_NAME)
+  write_prediction_csv(os.path.join(directory, CSV_NAME), video_ids, scores)
+  return _zip_prediction_csv(directory)
+
+
+def _zip_prediction_csv(directory):
+  """Zips `directory/prediction.csv` alone into `directory/submission.zip`."""
   zip_path = os.path.join(directory, ZIP_NAME)
-  write_prediction_csv(csv_path, video_ids, scores)
   with zipfile.ZipFile(zip_path, 'w', zipfile.ZIP_DEFLATED) as archive:
-    archive.write(csv_path, arcname=CSV_NAME)
+    archive.write(os.path.join(directory, CSV_NAME), arcname=CSV_NAME)
   return zip_path
 
 
-def submit_checkpoint(workdir, config=None, which='latest', split='test'):
-  """`--mode=submit`: scores `split` and writes the submission into `workdir`.
+def write_detection_csv(path, rows):
+  """Writes the MMA-52 detection `prediction.csv`.
 
-  Returns `(zip_path, number_of_videos, step)`.
+  The bytes are those of pandas' `DataFrame(rows, columns=['video_id',
+  't_start', 't_end', 'class', 'score']).to_csv(path)`, without pandas: the row
+  number first, the header `,video_id,t_start,t_end,class,score`, `\\n` line
+  ends, the class as an int, times and score as float64 (shortest repr, as
+  pandas writes a float64 column; pandas would write a float32 or an all-int
+  column differently).
+
+  Args:
+    path: the file to write.
+    rows: `(video_id, t_start, t_end, class, score)` per detection, times in
+      seconds.
   """
-  inference = evaluate.load_inference(workdir, config, which)
-  predictions = evaluate.predict_split(
-      inference.score_fn, inference.variables, inference.iterator(split),
-      inference.mesh)
-  zip_path = os.path.join(os.path.abspath(workdir), ZIP_NAME)
-  if jax.process_index() == 0:
-    zip_path = write_submission(workdir, predictions.video_ids,
-                                predictions.scores)
-  return zip_path, len(predictions.video_ids), inference.step
+  with open(path, 'w', newline='') as file:
+    writer = csv.writer(file, lineterminator='\n')
+    writer.writerow(DETECTION_HEADER)
+    for index, (video_id, start, end, label, score) in enumerate(rows):
+      writer.writerow([index, str(video_id), float(start), float(end),
+                       int(label), float(score)])
+
+
+def write_detection_submission(directory, rows):
+  """Writes `directory/prediction.csv` and `directory/submission.zip`.
+
+  The zip holds only `prediction.csv`. Returns the zip's path.
+  """
+  write_detection_csv(os.path.join(directory, CSV_NAME), rows)
+  return _zip_prediction_csv(directory)

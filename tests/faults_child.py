@@ -30,6 +30,7 @@ from orbax.checkpoint._src.path import atomicity
 import run
 from maxmicro import checkpoint
 from maxmicro import config_checks
+from maxmicro import reporting
 from maxmicro import train
 from maxmicro.data import pipeline
 from maxmicro.data import records
@@ -63,10 +64,10 @@ def _sigkill_in_commit(number):
 
 
 def _sigkill_in_eval():
-  def run_evaluation(*args, **kwargs):
+  def evaluate(*args, **kwargs):
     del args, kwargs
     os.kill(os.getpid(), signal.SIGKILL)
-  train.run_evaluation = run_evaluation
+  reporting.StepReporter.evaluate = evaluate
 
 
 class _TwoShards:

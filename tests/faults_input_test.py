@@ -69,17 +69,31 @@ def test_verbose_shows_the_traceback(tmp_path):
 
 def test_config_checks_in_process(built_fake_ma52):
   config = tiny_run.tiny_config(built_fake_ma52)
-  config_checks.check_train_config(config)  # The tiny config is fine.
+  config_checks.check_config(config)  # The tiny config is fine.
   config.unlock()
   config.model.depth = 42
   with pytest.raises(ValueError, match='config.model.depth=42 is not allowed; '
                      'allowed values: 18, 34, 50, 101'):
-    config_checks.check_train_config(config)
+    config_checks.check_config(config)
   config.model.depth = 50
   config.train.checkpoint_every_steps = 0
   with pytest.raises(ValueError, match='checkpoint_every_steps=0 must be a '
                      'positive integer'):
-    config_checks.check_train_config(config)
+    config_checks.check_config(config)
+  config.train.checkpoint_every_steps = 2
+  for field, value, message in (
+      ('loss.embedding', 'cosine', "config.loss.embedding='cosine' is not "
+       'allowed; allowed values: mse, contrastive, none'),
+      ('loss.temperature', 0.0, 'config.loss.temperature=0.0 must be '
+       'positive'),
+      ('optim.name', 'lamb', "config.optim.name='lamb' is not allowed"),
+      ('data.dataset', 'ma53', "config.data.dataset='ma53' is not allowed")):
+    section, name = field.split('.')
+    saved = config[section][name]
+    config[section][name] = value
+    with pytest.raises(ValueError, match=message):
+      config_checks.check_config(config)
+    config[section][name] = saved
 
 
 @pytest.mark.parametrize('mode', ['eval', 'submit', 'predict'])

@@ -13,7 +13,7 @@ import pytest
 from orbax.checkpoint._src.path import async_path
 
 from maxmicro import checkpoint
-from maxmicro import evaluate
+from maxmicro import ops
 from maxmicro import preemption
 from maxmicro import reporting
 from maxmicro import train
@@ -174,8 +174,8 @@ def _poison_step(monkeypatch, number):
   patched normalisation turns into NaN frames (no clip of the fake data is
   all white). The loss itself stays finite (XLA's max-pool drops the NaNs
   going forward, not going back), so this is a NaN in the gradients only."""
-  normalise = evaluate.normalise
-  monkeypatch.setattr(evaluate, 'normalise', lambda video: jax.numpy.where(
+  normalise = ops.normalise
+  monkeypatch.setattr(ops, 'normalise', lambda video: jax.numpy.where(
       jax.numpy.all(video == 255), jax.numpy.nan, normalise(video)))
   make_step = train.Trainer.jit_train_step
 

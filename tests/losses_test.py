@@ -74,13 +74,6 @@ def test_compute_loss_weights_the_terms():
   assert set(parts) == {'ce_loss'} and loss == parts['ce_loss']
 
 
-def test_validate_loss_config_names_the_field():
-  with pytest.raises(ValueError, match=r'config\.loss\.embedding.*contrastive'):
-    losses.validate_loss_config(loss_config(embedding='cosine'))
-  with pytest.raises(ValueError, match=r'config\.loss\.temperature'):
-    losses.validate_loss_config(loss_config(temperature=0.0))
-
-
 def test_load_label_vectors(tmp_path):
   path = tmp_path / '1214_new_mean_Vectors.npy'
   vectors = np.random.default_rng(4).normal(size=(52, 300)) * 4

@@ -1,8 +1,13 @@
 """Bad MA-52 downloads: every problem named at once, nothing half-built."""
 
 import logging
+import os
+import pathlib
 import shutil
+import subprocess
+import sys
 
+from absl import flags
 import pytest
 
 from maxmicro.data import build
@@ -181,3 +186,22 @@ def test_list_line_problems(tmp_path, line, problem):
   assert 'val_list_videos.txt: lists no videos' in texts
   assert [v.video_id for v in videos['train']] == ['ok.mp4']
   assert [v.video_id for v in videos['test']] == ['test0000.mp4']
+  where = videos['train'][0].where
+  assert where == ma52_layout.Where('train_list_videos.txt', 1)
+  assert str(where) == 'train_list_videos.txt:1'
+
+
+def test_command_line_names_the_problem(tmp_path):
+  assert 'manual_dir' not in flags.FLAGS  # Importing build defines no flags.
+  repo = pathlib.Path(__file__).resolve().parents[1]
+  result = subprocess.run(
+      [sys.executable, '-m', 'maxmicro.data.build',
+       f'--manual_dir={tmp_path / "nowhere"}', f'--data_dir={tmp_path}',
+       '--builder_config=small'],
+      cwd=repo, env=dict(os.environ, PYTHONPATH=str(repo)),
+      capture_output=True, text=True, timeout=120, check=False)
+  assert result.returncode == 1
+  assert f'error: MA-52 manual directory {tmp_path / "nowhere"} does not ' in (
+      result.stderr)
+  assert 'Traceback' not in result.stderr
+  _assert_nothing_built(tmp_path)

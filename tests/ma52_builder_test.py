@@ -27,6 +27,8 @@ def test_builder_contract():
   assert builder.builder_config.short_side == 256
   assert builder.builder_config.max_frames is None
   assert build.BUILDER_CONFIGS == ('default', 'small')
+  assert build.builder_configs('ma52') == build.BUILDER_CONFIGS
+  assert build.DATASETS == ('ma52', 'mma52')
   features = builder.info.features
   assert isinstance(features['video'], tfds.features.Sequence)
   assert isinstance(features['video'].feature, tfds.features.Image)

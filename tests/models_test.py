@@ -8,7 +8,9 @@ import pytest
 from configs import manet
 from configs import tsm
 from configs import tsn
+from maxmicro import config_checks
 from maxmicro import models
+from maxmicro import ops
 from maxmicro.models import resnet
 from tests.tiny_run import fast_compile  # pylint: disable=unused-import
 
@@ -157,10 +159,11 @@ def test_auto_dtype_is_float32_on_cpu():
     ('dtype', 'float16', r"config\.model\.dtype='float16'"),
 ])
 def test_bad_config_values_are_named(field, value, message):
+  """Checked once, from the tables `build_model` dispatches on."""
   config = manet.get_config('tiny')
   config.model[field] = value
   with pytest.raises(ValueError, match=message):
-    models.build_model(config)
+    config_checks.check_config(config)
 
 
 def test_wrong_frame_count_is_named():
@@ -184,7 +187,7 @@ def test_1x1_conv_as_matmul_matches_the_convolution(channels_in, channels_out,
                              dimension_numbers=dimension_numbers)
 
   want, want_vjp = jax.vjp(apply(jax.lax.conv_general_dilated), x, w)
-  got, got_vjp = jax.vjp(apply(resnet._conv_or_matmul), x, w)  # pylint: disable=protected-access
+  got, got_vjp = jax.vjp(apply(ops.conv_or_matmul), x, w)
   g = jax.random.normal(g_key, want.shape)
   np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
   for got_grad, want_grad in zip(jax.jit(got_vjp)(g), want_vjp(g)):

@@ -108,13 +108,3 @@ def test_cosine_schedule_with_warmup():
   assert float(schedule(110)) == pytest.approx(0.0, abs=1e-7)
 
 
-@pytest.mark.parametrize('field,value,message', [
-    ('name', 'lamb', 'config.optim.name'),
-    ('schedule', 'linear', 'config.optim.schedule'),
-])
-def test_unknown_names_raise(field, value, message):
-  config = _optim_config(**{field: value})
-  with pytest.raises(ValueError, match=message):
-    schedule = optim.make_schedule(config, global_batch_size=10,
-                                   steps_per_epoch=1, total_steps=1)
-    optim.make_optimizer(config, schedule)

@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 
+from maxmicro import commands
 from maxmicro import evaluate
 from maxmicro import labels
 from maxmicro import predict
@@ -22,7 +23,7 @@ def predictor(built_fake_ma52):
 
 def test_same_top5_as_evaluation(built_fake_ma52, predictor):
   workdir, _, _ = tiny_run.trained_workdir(built_fake_ma52)
-  inference = evaluate.load_inference(workdir)
+  inference = commands.load_inference(workdir)
   predictions = evaluate.predict_split(
       inference.score_fn, inference.variables,
       inference.iterator('validation'), inference.mesh)

@@ -5,6 +5,7 @@
 returns the workdir; test modules share it through the cache.
 """
 
+import contextlib
 import functools
 import tempfile
 
@@ -45,11 +46,46 @@ def tiny_config(built, **train_overrides):
   return config
 
 
-def run(config, workdir, **kwargs):
-  """`train_and_evaluate`, returning (result, logged lines)."""
+class _Stopped(Exception):
+  """Raised in place of the step after `stop_at_step`."""
+
+
+@contextlib.contextmanager
+def _stopping_after(stop_at_step):
+  """Makes the train loop stop after `stop_at_step` as a kill would: no save
+  or evaluation of its own; what was saved before is committed."""
+  if stop_at_step is None:
+    yield
+    return
+  make_step = train.Trainer.jit_train_step
+
+  def jit_train_step(self):
+    step_fn = make_step(self)
+
+    def step(state, batch, rng):
+      if int(state.step) >= stop_at_step:
+        raise _Stopped()
+      return step_fn(state, batch, rng)
+    return step
+  train.Trainer.jit_train_step = jit_train_step
+  try:
+    yield
+  finally:
+    train.Trainer.jit_train_step = make_step
+
+
+def run(config, workdir, stop_at_step=None):
+  """`train_and_evaluate`, returning (result, logged lines).
+
+  With `stop_at_step`, the run stops once that step has run (result None).
+  """
   lines = []
-  result = train.train_and_evaluate(config, workdir, log=lines.append,
-                                    **kwargs)
+  with _stopping_after(stop_at_step):
+    try:
+      result = train.train_and_evaluate(config, workdir, log=lines.append)
+    except _Stopped:
+      lines.append(f'stopped after step {stop_at_step}')
+      result = None
   return result, lines
 
 

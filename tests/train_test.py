@@ -14,6 +14,7 @@ from maxmicro import losses
 from maxmicro import metrics
 from maxmicro import reporting
 from maxmicro import sharding
+from maxmicro import tasks
 from maxmicro import train
 from tests import tiny_run
 
@@ -80,7 +81,8 @@ def test_train_step_alone(built_fake_ma52):
   """The jitted step is a pure function of (state, batch, rng)."""
   config = tiny_run.tiny_config(built_fake_ma52)
   mesh = sharding.make_mesh()
-  trainer = train.make_trainer(config, mesh, num_train_examples=8)
+  trainer = train.make_trainer(config, tasks.get_task(config), mesh,
+                             num_train_examples=8)
   state = trainer.init_state(jax.random.key(0))
   step = trainer.jit_train_step()
   rng = np.random.default_rng(0)
@@ -106,7 +108,8 @@ def test_learnable_label_vectors_train(built_fake_ma52):
   config = tiny_run.tiny_config(built_fake_ma52)
   config.unlock()
   config.loss.learnable_label_vectors = True
-  trainer = train.make_trainer(config, sharding.make_mesh(), 8)
+  trainer = train.make_trainer(config, tasks.get_task(config),
+                             sharding.make_mesh(), 8)
   state = trainer.init_state(jax.random.key(0))
   vectors = np.asarray(state.params['label_vectors'])
   np.testing.assert_array_equal(vectors, losses.load_label_vectors(
@@ -119,10 +122,11 @@ def test_learnable_label_vectors_train(built_fake_ma52):
 
 def test_non_finite_loss_fails_loudly():
   with pytest.raises(FloatingPointError, match='loss is nan at step 7'):
-    train._check_finite(7, {'loss': float('nan'), 'grad_norm': 1.0})
+    reporting.check_finite(7, {'loss': float('nan'), 'grad_norm': 1.0})
 
 
 def test_batch_not_divisible_by_devices_raises(built_fake_ma52):
   config = tiny_run.tiny_config(built_fake_ma52)
   with pytest.raises(ValueError, match='larger than the 3 training videos'):
-    train.make_trainer(config, sharding.make_mesh(), num_train_examples=3)
+    train.make_trainer(config, tasks.get_task(config), sharding.make_mesh(),
+                       num_train_examples=3)

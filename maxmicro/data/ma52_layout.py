@@ -5,6 +5,10 @@ A manual directory holds `train_list_videos.txt`, `val_list_videos.txt`,
 `videos_train/`, `videos_val/`, `videos_test/`. `read_manual_dir` reads all
 three lists, checks every line and that every listed video exists, and
 reports every problem at once in one `Ma52LayoutError`.
+
+The error-collection pieces (`Where`, `Problem`, `LayoutError`,
+`check_layout`, `file_problem`, `problems_message`) are shared with
+`mma52_layout`, the MMA-52 download.
 """
 
 import dataclasses
@@ -30,13 +34,23 @@ SPLITS = (
 SPLITS_WITHOUT_LABELS = ('test',)
 
 
+@dataclasses.dataclass(frozen=True, order=True)
+class Where:
+  """A line of a list or annotation file; `str()` gives 'file:line'."""
+  file: str  # Relative to the manual directory, e.g. 'train_list_videos.txt'.
+  line: int  # 1-based.
+
+  def __str__(self):
+    return f'{self.file}:{self.line}'
+
+
 @dataclasses.dataclass(frozen=True)
 class ListedVideo:
   """One line of a list file."""
   video_id: str  # The file name as listed, e.g. '0003_01_0001.mp4'.
   label: int
   path: pathlib.Path
-  where: str  # 'list_file:line', for messages.
+  where: Where
 
 
 @dataclasses.dataclass(frozen=True)
@@ -54,8 +68,8 @@ class Problem:
     return self.text
 
 
-class Ma52LayoutError(ValueError):
-  """The manual directory is missing, mis-laid, or its lists or videos are bad.
+class LayoutError(ValueError):
+  """A manual directory is missing, mis-laid, or its files are bad.
 
   The message names every offending file and line; `problems` holds them as
   `Problem`s.
@@ -64,6 +78,11 @@ class Ma52LayoutError(ValueError):
   def __init__(self, message, problems=()):
     super().__init__(message)
     self.problems = list(problems)
+
+
+class Ma52LayoutError(LayoutError):
+  """The MA-52 manual directory is missing, mis-laid, or its lists or videos
+  are bad."""
 
 
 def layout_text():
@@ -77,39 +96,58 @@ def layout_text():
           '    videos_test/*.mp4\n')
 
 
-def _find_nested_layout(manual_dir):
-  """A sub-directory (up to two levels down) holding the train list, or None."""
-  for depth_glob in ('*/train_list_videos.txt', '*/*/train_list_videos.txt'):
-    for found in sorted(manual_dir.glob(depth_glob)):
-      return found.parent
+def find_nested_layout(manual_dir, marker):
+  """A sub-directory (up to two levels down) holding `marker`, or None.
+
+  `marker` is a file of the layout relative to its root, e.g.
+  'train_list_videos.txt'; the directory returned is that root.
+  """
+  for depth_glob in (f'*/{marker}', f'*/*/{marker}'):
+    for found in sorted(pathlib.Path(manual_dir).glob(depth_glob)):
+      return found.parents[len(pathlib.PurePath(marker).parts) - 1]
   return None
 
 
-def check_manual_dir(manual_dir):
-  """Raises `Ma52LayoutError` if `manual_dir` is missing or mis-laid."""
+def check_layout(manual_dir, splits, *, dataset, expected, error):
+  """Raises `error` if `manual_dir` is missing or lacks a file or folder.
+
+  Args:
+    manual_dir: the directory to check.
+    splits: `SplitLayout`s whose `list_file` and `video_dir` must exist.
+    dataset: the data set's name for messages, e.g. 'MA-52'.
+    expected: the expected layout, as `layout_text()` gives it.
+    error: the `LayoutError` subclass to raise.
+  """
   manual_dir = pathlib.Path(manual_dir)
   if not manual_dir.is_dir():
-    raise Ma52LayoutError(
-        f'MA-52 manual directory {manual_dir} does not exist. Download MA-52 '
-        f'and lay it out as:\n{layout_text()}')
-  missing = [name for layout in SPLITS
+    raise error(
+        f'{dataset} manual directory {manual_dir} does not exist. Download '
+        f'{dataset} and lay it out as:\n{expected}')
+  missing = [name for layout in splits
              for name, is_there in ((layout.list_file,
                                      (manual_dir / layout.list_file).is_file()),
                                     (layout.video_dir + '/',
                                      (manual_dir / layout.video_dir).is_dir()))
              if not is_there]
   if missing:
-    nested = _find_nested_layout(manual_dir)
+    nested = find_nested_layout(manual_dir, splits[0].list_file)
     hint = (f' It looks like the data is in {nested}: pass that as the '
             f'manual directory.' if nested else '')
-    raise Ma52LayoutError(
-        f'MA-52 manual directory {manual_dir} is missing '
-        f'{", ".join(missing)}.{hint} Expected layout:\n{layout_text()}',
+    raise error(
+        f'{dataset} manual directory {manual_dir} is missing '
+        f'{", ".join(missing)}.{hint} Expected layout:\n{expected}',
         problems=[Problem(f'{manual_dir / name}: missing') for name in missing])
 
 
-def _position(layout, line_number):
-  return ([split.list_file for split in SPLITS].index(layout.list_file),
+def check_manual_dir(manual_dir):
+  """Raises `Ma52LayoutError` if `manual_dir` is missing or mis-laid."""
+  check_layout(manual_dir, SPLITS, dataset='MA-52', expected=layout_text(),
+               error=Ma52LayoutError)
+
+
+def _position(layout, line_number, splits=SPLITS):
+  """Where a problem sorts: (index of its file in `splits`, line number)."""
+  return ([split.list_file for split in splits].index(layout.list_file),
           line_number)
 
 
@@ -132,11 +170,20 @@ def _parse_line(line, where, video_dir):
                      where=where)
 
 
+def file_problem(layout, file_name, where, what, *, video_id, splits=SPLITS):
+  """A skippable problem with the video file `file_name` listed at `where`.
+
+  `layout` is one of `splits` (MA-52's, or MMA-52's in `mma52_layout`).
+  """
+  return Problem(f'{layout.video_dir}/{file_name} ({where}): {what}',
+                 video_id=video_id, split=layout.split,
+                 position=_position(layout, where.line, splits))
+
+
 def video_problem(layout, video, what):
   """A skippable problem with one listed video."""
-  return Problem(f'{layout.video_dir}/{video.video_id} ({video.where}): {what}',
-                 video_id=video.video_id, split=layout.split,
-                 position=_position(layout, int(video.where.rsplit(':')[-1])))
+  return file_problem(layout, video.video_id, video.where, what,
+                      video_id=video.video_id)
 
 
 def read_list(manual_dir, layout):
@@ -147,7 +194,7 @@ def read_list(manual_dir, layout):
   for number, line in enumerate(text.splitlines(), start=1):
     if not line.strip():
       continue
-    where = f'{layout.list_file}:{number}'
+    where = Where(layout.list_file, number)
     parsed = _parse_line(line.strip(), where, manual_dir / layout.video_dir)
     if isinstance(parsed, str):
       problems.append(Problem(parsed, position=_position(layout, number)))
@@ -186,7 +233,8 @@ def read_manual_dir(manual_dir):
   return videos, problems
 
 
-def problems_message(manual_dir, problems, *, action, hint_skip=False):
+def problems_message(manual_dir, problems, *, action, hint_skip=False,
+                     dataset='MA-52'):
   """One message naming every problem (in list order); `action` says what
   happened, `hint_skip` adds how to skip bad videos when that would help."""
   problems = sorted(problems, key=lambda problem: problem.position)
@@ -195,5 +243,5 @@ def problems_message(manual_dir, problems, *, action, hint_skip=False):
   if hint_skip and all(problem.video_id for problem in problems):
     hint = ('\n(skip_bad_videos=True leaves out videos that are missing or '
             'cannot be decoded.)')
-  return (f'MA-52 in {manual_dir} has {len(problems)} problem(s); {action}:\n'
-          f'{lines}{hint}')
+  return (f'{dataset} in {manual_dir} has {len(problems)} problem(s); '
+          f'{action}:\n{lines}{hint}')

@@ -128,10 +128,12 @@ def _prefetch(dataset, data_config):
   """Runs `dataset` in `data_config.num_workers` worker processes (0: none)."""
   if not data_config.num_workers:
     return dataset
-  # Grain workers read absl flags; a library caller (tests, notebooks) may not
-  # have parsed any, and the defaults are what is wanted then.
   if not flags.FLAGS.is_parsed():
-    flags.FLAGS.mark_as_parsed()
+    # Grain's worker processes read grain's absl flags.
+    raise RuntimeError(
+        f'config.data.num_workers={data_config.num_workers} needs parsed absl '
+        'flags (grain workers read them): run under absl.app.run, call '
+        'absl.flags.FLAGS.mark_as_parsed() first, or set num_workers=0.')
   return dataset.mp_prefetch(grain.MultiprocessingOptions(
       num_workers=data_config.num_workers,
       per_worker_buffer_size=data_config.prefetch_buffer_size))

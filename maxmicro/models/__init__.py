@@ -1,4 +1,8 @@
-"""Model zoo: `build_model(config)` is where a config becomes a module."""
+"""Model zoo: `build_model(config)` is where a config becomes a module.
+
+Config values are checked once, when the command line is parsed
+(`maxmicro.config_checks`, from the tables here and in `resnet`).
+"""
 
 import functools
 
@@ -15,9 +19,6 @@ def compute_dtype(name):
   """'auto' is float32 on CPU and bfloat16 on GPU/TPU; parameters stay f32."""
   if name == 'auto':
     return jnp.float32 if jax.default_backend() == 'cpu' else jnp.bfloat16
-  if name not in DTYPES:
-    raise ValueError(f'config.model.dtype={name!r} is not one of '
-                     f'auto, {", ".join(DTYPES)}.')
   return DTYPES[name]
 
 
@@ -28,9 +29,6 @@ def build_model(config):
   is TSN, the shift alone TSM, both MANet.
   """
   model_config = config.model
-  if model_config.depth not in resnet.STAGE_SIZES:
-    raise ValueError(f'config.model.depth={model_config.depth} is not one of '
-                     f'{", ".join(map(str, resnet.STAGE_SIZES))}.')
   dtype = compute_dtype(model_config.dtype)
   stage_sizes = tuple(model_config.stage_sizes or
                       resnet.STAGE_SIZES[model_config.depth])
@@ -53,3 +51,18 @@ def build_model(config):
       dropout_rate=model_config.dropout_rate,
       body_head=model_config.body_head,
       dtype=dtype)
+
+
+def input_shape(config, batch_size=1):
+  """`(N, T, S, S, 3)`, the clips `build_model(config)` takes."""
+  size = config.data.image_size
+  return (batch_size, config.model.num_segments, size, size, 3)
+
+
+def abstract_variables(config):
+  """`{'params', 'batch_stats'}` of `build_model(config)` as shapes only."""
+  model = build_model(config)
+  video = jax.ShapeDtypeStruct(input_shape(config), jnp.float32)
+  shapes = jax.eval_shape(functools.partial(model.init, train=False),
+                          jax.random.key(0), video)
+  return {'params': shapes['params'], 'batch_stats': shapes['batch_stats']}

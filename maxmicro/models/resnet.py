@@ -9,7 +9,6 @@ import functools
 from typing import Any, Callable, Sequence
 
 import flax.linen as nn
-import jax
 import jax.numpy as jnp
 
 from maxmicro import ops
@@ -22,62 +21,6 @@ conv_kernel_init = nn.initializers.variance_scaling(2.0, 'fan_out', 'normal')
 
 def _pad(size):
   return ((size, size), (size, size))
-
-
-@functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
-def _matmul_1x1(x, kernel, precision=None):
-  """`x @ kernel` over channels, `(N, H, W, C) @ (C, D)`.
-
-  The custom VJP only changes how the kernel gradient `x^T g` is laid out.
-  Left to itself, XLA:CPU feeds that dot `g` transposed to `(D, N*H*W)`,
-  fused into the (single-threaded) BatchNorm backward that produces `g`,
-  even where `g` is the wider of the two: ~1 s of a 5 s CPU train step
-  (benchmarks/RESULTS.md, train step). Here the narrower operand is
-  transposed, behind an optimization barrier so that XLA cannot fold the
-  transpose back into the dot: 16% faster steps, same numbers.
-  """
-  return jnp.einsum('nhwc,cd->nhwd', x, kernel, precision=precision)
-
-
-def _matmul_1x1_fwd(x, kernel, precision):
-  return _matmul_1x1(x, kernel, precision), (x, kernel)
-
-
-def _matmul_1x1_bwd(precision, residuals, g):
-  x, kernel = residuals
-  channels_in, channels_out = kernel.shape
-  dx = jnp.einsum('nhwd,cd->nhwc', g, kernel, precision=precision)
-  x = x.reshape(-1, channels_in)
-  g = g.reshape(-1, channels_out)
-  if channels_in <= channels_out:
-    x_t = jax.lax.optimization_barrier(x.T)
-    dkernel = jnp.dot(x_t, g, precision=precision)
-  else:
-    g_t = jax.lax.optimization_barrier(g.T)
-    dkernel = jnp.dot(g_t, x, precision=precision).T
-  return dx, dkernel
-
-
-_matmul_1x1.defvjp(_matmul_1x1_fwd, _matmul_1x1_bwd)
-
-
-def _conv_or_matmul(lhs, rhs, window_strides, padding, **kwargs):
-  """`nn.Conv`'s `lax.conv_general_dilated`, but on CPU a 1x1 conv as a matmul.
-
-  A 1x1 convolution of NHWC frames is a matmul over channels (a strided one
-  subsamples first): the same numbers to float rounding. XLA:CPU computes the
-  kernel gradient of a 1x1 convolution as a generic convolution, several
-  times slower than the matmul it is (benchmarks/RESULTS.md, train step);
-  the matmul's gradients are matmuls too (see `_matmul_1x1`). On a GPU, cuDNN's
-  1x1 convolutions beat the matmul: 8% faster train steps on an H200.
-  """
-  if (jax.default_backend() != 'cpu' or rhs.shape[:2] != (1, 1) or
-      padding != 'VALID'):
-    return jax.lax.conv_general_dilated(lhs, rhs, window_strides, padding,
-                                        **kwargs)
-  row_stride, column_stride = window_strides
-  x = lhs[:, ::row_stride, ::column_stride]
-  return _matmul_1x1(x, rhs[0, 0], kwargs.get('precision'))
 
 
 class SqueezeExcite(nn.Module):
@@ -182,7 +125,7 @@ class ResNet(nn.Module):
   def __call__(self, x, train: bool = False):
     conv = functools.partial(nn.Conv, use_bias=False, padding='VALID',
                              dtype=self.dtype, kernel_init=conv_kernel_init,
-                             conv_general_dilated=_conv_or_matmul)
+                             conv_general_dilated=ops.conv_or_matmul)
     # Flax momentum is 1 - torch momentum (0.1).
     norm = functools.partial(nn.BatchNorm, use_running_average=not train,
                              momentum=0.9, epsilon=1e-5, dtype=self.dtype)

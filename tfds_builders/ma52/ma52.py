@@ -144,7 +144,7 @@ fine); the test list's labels are placeholders."""
     layouts = {layout.split: layout for layout in ma52_layout.SPLITS}
     # Phase 1 opens every listed video (seconds), phase 2 decodes them all
     # (hours on the full set): bad input is reported before the long part.
-    with _decode_pool(self.num_decode_workers) as pool:
+    with decode_pool(self.num_decode_workers) as pool:
       problems += self._check_videos(pool, videos, layouts, problems,
                                      probe=True)
       self._stop_or_skip(manual_dir, videos, problems)
@@ -234,7 +234,7 @@ fine); the test list's labels are placeholders."""
       }
 
 
-class _InlinePool(concurrent.futures.Executor):
+class InlinePool(concurrent.futures.Executor):
   """Runs tasks in this process (one decode worker: no process start-up)."""
 
   def submit(self, fn, /, *args, **kwargs):
@@ -246,9 +246,12 @@ class _InlinePool(concurrent.futures.Executor):
     return future
 
 
-def _decode_pool(num_workers):
-  """Worker processes for decoding; spawned, since the caller may hold JAX."""
+def decode_pool(num_workers):
+  """Worker processes for decoding; spawned, since the caller may hold JAX.
+
+  Shared with the mma52 builder.
+  """
   if num_workers <= 1:
-    return _InlinePool()
+    return InlinePool()
   return concurrent.futures.ProcessPoolExecutor(
       max_workers=num_workers, mp_context=multiprocessing.get_context('spawn'))

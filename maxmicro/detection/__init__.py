@@ -1,0 +1,6 @@
+"""Multi-label temporal action detection on MMA-52: the numeric core.
+
+`targets` assigns ground truth to the points of the detector's pyramid
+(`maxmicro.models.detector`), `losses` scores its outputs against them, and
+`postprocess` turns its scores into segments in seconds on the host.
+"""
