@@ -3,17 +3,16 @@
 Each step is one `ocp.args.Composite` of up to four items:
 - `variables`: `{'params', 'batch_stats'}`, the model's Flax variables: all
   that evaluation, prediction and submission need;
-- `train`: `{'step', 'opt_state'}` and, when they are trained, the
-  `label_vectors`: what resuming training needs beyond the variables;
+- `train`: the step, optimizer state, non-finite counters and any other
+  arrays a task trains (recognition's learnable `label_vectors`);
 - `iterator`: the grain train iterator's state (one file per process);
 - `config`: the run's config as JSON, so that eval, predict and submit can
   rebuild the model without the config file.
 
 `state_to_items` and `state_from_items` are the one mapping between a
 `TrainState` and these items; `restore_latest` is the resume policy.
-`save_variables` writes `variables` and `config` alone (for example from
-converted PyTorch weights); training from such a workdir starts at its step
-with those variables and a fresh optimizer.
+`save_variables` writes `variables` and `config` alone (converted weights);
+training from such a workdir starts from them with a fresh optimizer.
 
 Arrays restore into abstract targets that carry the current shardings, so a
 checkpoint saved on one mesh restores onto any other device count.
@@ -82,8 +81,7 @@ def make_manager(directory, *, keep=3, read_only=False):
   if not read_only:
     return ocp.CheckpointManager(directory, options=options,
                                  item_names=ITEM_NAMES)
-  # Orbax warns on every read-only open; eval, predict and submit open one
-  # each, and the warning would precede their output every time.
+  # Orbax warns on every read-only open, before each mode's own output.
   absl_logger = logging.get_absl_logger()
   absl_logger.addFilter(_drop_read_only_notice)
   try:
@@ -292,10 +290,8 @@ def save_variables(workdir, variables, config, step=0):
   """Writes a workdir from bare model variables (e.g. converted weights).
 
   Args:
-    workdir: the directory to create (its `checkpoints/` must not hold
-      `step` yet).
-    variables: `{'params': ..., 'batch_stats': ...}` of
-      `models.build_model(config)`, numpy or jax arrays.
+    workdir: the directory to create (without a checkpoint `step` yet).
+    variables: `{'params', 'batch_stats'}` of `models.build_model(config)`.
     config: the config the variables belong to (saved with them).
     step: the step number to file them under.
 
@@ -339,15 +335,14 @@ def state_from_items(variables, train):
 
 
 def restore_latest(manager, abstract_state, init_state, iterator, log):
-  """The state to resume training from, and whether the iterator was restored.
+  """The state to resume training from: the workdir's latest complete step.
 
-  The latest complete checkpoint of the workdir: all of it, or only its
-  variables (put into `init_state()`) if it has no optimizer state, as
-  `save_variables` writes. `(None, False)` if there is no checkpoint. A newer
-  step that a kill cut short (no commit marker), or one
-  that fails to restore while an older one restores, is renamed aside with a
-  warning; if every step fails the first error is raised, so a config that
-  no longer fits its checkpoints never silently restarts from scratch.
+  All of it, or only its variables (put into `init_state()`) if it has no
+  optimizer state, as `save_variables` writes. A newer step that a kill cut
+  short (no commit marker), or one that fails to restore while an older one
+  restores, is renamed aside with a warning; if every step fails the first
+  error is raised, so a config that no longer fits its checkpoints never
+  silently restarts from scratch.
 
   Args:
     manager: the workdir's manager.
@@ -356,6 +351,9 @@ def restore_latest(manager, abstract_state, init_state, iterator, log):
     init_state: `() -> TrainState`, a freshly initialised state.
     iterator: the fresh train iterator, whose state is restored in place.
     log: prints a line.
+
+  Returns:
+    `(state, iterator restored)`; `(None, False)` without any checkpoint.
   """
   unreadable = []  # (step, error) of committed steps that failed.
   for step in steps_newest_first(manager):
