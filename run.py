@@ -4,10 +4,13 @@ r"""maxmicro's entry point: train, evaluate, predict or submit.
   python run.py --workdir=workdirs/demo --mode=eval
   python run.py --workdir=workdirs/demo --mode=predict --video=clip.mp4
   python run.py --workdir=workdirs/demo --mode=submit
+  python run.py --config=configs/mmad_demo.py --workdir=W --mode=features
 
 `train` needs `--config` (with `:arg` and `--config.x=y` overrides) and
 resumes from the workdir's latest checkpoint. `eval`, `predict` and `submit`
-use the config saved with the checkpoint unless `--config` is given.
+use the config saved with the checkpoint unless `--config` is given; a
+detection (MMA-52) checkpoint gets `maxmicro.detection_commands`' modes, and
+`features` extracts a detection config's backbone features.
 
 Exit codes: 0 done; 1 bad input or a failure, said in one paragraph on
 stderr (`--verbose` adds the traceback); 42 (`preemption.EXIT_PREEMPTED`)
@@ -35,14 +38,16 @@ config_flags.DEFINE_config_file('config', None, 'A configs/*.py file.',
                                 lock_config=True)
 flags.DEFINE_string('workdir', None, 'Checkpoints, metrics and reports.',
                     required=True)
-flags.DEFINE_enum('mode', 'train', ['train', 'eval', 'predict', 'submit'],
-                  'What to do.')
+flags.DEFINE_enum('mode', 'train',
+                  ['train', 'eval', 'predict', 'submit', 'features'],
+                  'What to do (features: detection only).')
 flags.DEFINE_string('video', None, 'predict: a video file or a folder of them.')
 flags.DEFINE_string('checkpoint', 'latest',
                     'eval/predict/submit: latest, best or a step number.')
 flags.DEFINE_string('split', None, 'eval: a labelled split (default: '
                     'config.data.eval_split).')
-flags.DEFINE_integer('top_k', 5, 'predict: actions to list per video.')
+flags.DEFINE_integer('top_k', 5, 'predict: actions (detection: detections) '
+                     'to list per video.')
 flags.DEFINE_string('output_json', None, 'predict: where to write the JSON '
                     '(default WORKDIR/predictions.json).')
 flags.DEFINE_bool('distributed', False, 'Call jax.distributed.initialize() '
@@ -53,7 +58,8 @@ FLAGS = flags.FLAGS
 # Bad input, missing files and divergence end as a one-paragraph message.
 USER_ERRORS = (ValueError, OSError, FloatingPointError,
                checkpoint.CheckpointError, prepare.DatasetMissingError,
-               video.VideoError, ma52_layout.Ma52LayoutError)
+               video.VideoError, ma52_layout.Ma52LayoutError,
+               sharding.CollectiveError)
 
 
 def train():
@@ -102,6 +108,15 @@ MODES = {'train': train, 'eval': evaluate, 'predict': predict,
          'submit': submit}
 
 
+def detects():
+  """Whether the mode is detection's: `features`, or eval, predict or
+  submit of an MMA-52 checkpoint (or `--config`)."""
+  if FLAGS.mode in ('train', 'features'):
+    return FLAGS.mode == 'features'
+  return commands.dataset_of(FLAGS.workdir, FLAGS.checkpoint,
+                             FLAGS.config) == 'mma52'
+
+
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'unexpected arguments: {" ".join(argv[1:])}')
@@ -110,7 +125,11 @@ def main(argv):
     logging.set_verbosity(logging.WARNING)
   try:
     sharding.maybe_initialize_distributed(FLAGS.distributed)
-    MODES[FLAGS.mode]()
+    if detects():
+      from maxmicro import detection_commands  # pylint: disable=g-import-not-at-top
+      detection_commands.MODES[FLAGS.mode](FLAGS)
+    else:
+      MODES[FLAGS.mode]()
   except preemption.Preempted as stop:
     print(stop, file=sys.stderr)
     sys.exit(preemption.EXIT_PREEMPTED)

@@ -109,7 +109,9 @@ def get_base_config():
   # Split large parameters (and their optimizer moments) over the devices.
   config.train.fsdp = False
   config.train.log_every_steps = 50
-  config.train.checkpoint_every_steps = 1000
+  # None: once per epoch, from the steps per epoch of the data at run time.
+  config.train.checkpoint_every_steps = config_dict.FieldReference(
+      1000, field_type=int)
   config.train.keep_checkpoints = 3
   # A step with a NaN or Inf loss or gradient is never applied. 'stop': end
   # the run naming the step (the last good checkpoint stays the latest);

@@ -53,11 +53,11 @@ def get_config(arg=None):
   config.optim.schedule = 'cosine'
   config.optim.warmup_epochs = 1.0
 
-  steps_per_epoch = VIDEOS_PER_CLASS * 52 // GLOBAL_BATCH_SIZE
   config.train.global_batch_size = GLOBAL_BATCH_SIZE
   config.train.num_epochs = 2 if arg.quick else 14
   config.train.log_every_steps = 10
-  config.train.checkpoint_every_steps = steps_per_epoch  # At least 1/epoch.
+  # Once per epoch, whatever --config.synthetic_data.videos_per_class says.
+  config.train.checkpoint_every_steps = None
   config.train.keep_checkpoints = 2
   config.train.eval_every_epochs = 7
   config.eval.global_batch_size = 32

@@ -43,6 +43,9 @@ CHECKPOINT_SUBDIR = 'checkpoints'
 # Orbax writes it into a step last, just before the step's commit.
 COMMIT_MARKER = 'commit_success.txt'
 ITEM_NAMES = ('variables', 'train', 'iterator', 'config')
+# The name under which a step's evaluation score is stored (a storage name,
+# kept for existing checkpoints): the trainer saves its task's `best_metric`
+# under it, recognition's action top-1 or detection's mAP.
 BEST_METRIC = 'action_top1'
 
 
@@ -59,10 +62,10 @@ def checkpoint_dir(workdir):
 
 
 def make_manager(directory, *, keep=3, read_only=False):
-  """A manager that keeps the last `keep` steps and the best by top-1.
+  """A manager that keeps the last `keep` steps and the best evaluated one.
 
-  The best is the step saved with the highest `metrics['action_top1']`
-  (steps saved between evaluations pass empty metrics).
+  The best is the step saved with the highest `metrics[BEST_METRIC]`, the
+  task's best metric (steps saved between evaluations pass empty metrics).
   """
   # Steps saved between evaluations carry empty metrics and rank lowest.
   best = lambda metrics: metrics.get(BEST_METRIC, -1.0)  # noqa: E731

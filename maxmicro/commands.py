@@ -37,6 +37,16 @@ def open_checkpoint(workdir, which='latest'):
         f'--checkpoint={which} --workdir={workdir}: {error}') from None
 
 
+def dataset_of(workdir, which='latest', config=None):
+  """The dataset (so the task) a mode works on: `config`'s, else the one
+  saved with the checkpoint."""
+  if config is not None:
+    return config.data.dataset
+  manager, _, saved = open_checkpoint(workdir, which)
+  manager.close()
+  return saved.data.dataset
+
+
 def resolve_config(saved, override=None):
   """The config eval and submit use: `override` if given, else the saved one.
 

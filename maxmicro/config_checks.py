@@ -23,6 +23,7 @@ from maxmicro import models
 from maxmicro import optim
 from maxmicro import sharding
 from maxmicro import tasks
+from maxmicro.data import detection_pipeline
 from maxmicro.models import resnet
 
 # What train.py does with a step whose loss or gradients are NaN or Inf: it
@@ -39,11 +40,20 @@ CHOICES = {
     'optim.name': tuple(optim.OPTIMIZERS),
     'optim.schedule': tuple(optim.SCHEDULES),
     'train.nonfinite_policy': NONFINITE_POLICIES,
+    'detection.shuffle_train_labels': detection_pipeline.LABEL_SHUFFLES,
 }
 # Fields that must be positive integers.
 POSITIVE = ('train.global_batch_size', 'eval.global_batch_size',
-            'train.log_every_steps', 'train.checkpoint_every_steps',
-            'train.keep_checkpoints', 'model.num_segments')
+            'train.log_every_steps', 'train.keep_checkpoints',
+            'model.num_segments',
+            # Detection (configs/mmad.py).
+            'model.num_levels', 'model.width', 'detection.frame_stride',
+            'detection.window_size', 'detection.eval_window_stride',
+            'detection.max_instances', 'detection.features_batch_size',
+            'detection.candidates_per_window', 'detection.max_detections')
+# Positive integers, or None for the rule the trainer applies (`Cadence.of`):
+# None checkpoints once per epoch.
+POSITIVE_OR_NONE = ('train.checkpoint_every_steps',)
 
 _CONFIG_PREFIX = '--config.'
 
@@ -56,6 +66,14 @@ def _get(config, dotted):
   for key in dotted.split('.'):
     config = config[key]
   return config
+
+
+def _has(config, dotted):
+  for key in dotted.split('.'):
+    if not isinstance(config, ml_collections.ConfigDict) or key not in config:
+      return False
+    config = config[key]
+  return True
 
 
 def _describe_unknown(config, dotted):
@@ -143,18 +161,30 @@ def check_config(config, training=True):
       number is out of range, a batch size does not split over the devices
       and processes, or `init_from` does not exist.
   """
+  # A task's config has its own sections only (detection's `model` is the
+  # detector, without `depth`), so a field it lacks is not checked.
   for field, allowed in CHOICES.items():
+    if not _has(config, field):
+      continue
     value = _get(config, field)
     if value not in allowed:
       raise ValueError(
           f'config.{field}={value!r} is not allowed; allowed values: '
           f'{", ".join(map(str, allowed))}.')
-  for field in POSITIVE:
+  for field in POSITIVE + POSITIVE_OR_NONE:
+    if not _has(config, field):
+      continue
     value = _get(config, field)
+    if value is None and field in POSITIVE_OR_NONE:
+      continue
     if not isinstance(value, int) or value < 1:
       raise ValueError(f'config.{field}={value!r} must be a positive '
-                       'integer.')
-  if config.loss.embedding == 'contrastive' and config.loss.temperature <= 0:
+                       'integer' + (' or None' if field in POSITIVE_OR_NONE
+                                    else '') + '.')
+  if config.data.dataset == 'mma52':
+    _check_detection(config)
+  elif (config.loss.embedding == 'contrastive' and
+        config.loss.temperature <= 0):
     raise ValueError(f'config.loss.temperature={config.loss.temperature} '
                      'must be positive.')
   mesh = sharding.make_mesh()
@@ -163,3 +193,25 @@ def check_config(config, training=True):
   if training and config.init_from and not os.path.isfile(config.init_from):
     raise ValueError(f'config.init_from={config.init_from!r} does not exist; '
                      'give a torchvision ResNet-50 state dict file or None.')
+
+
+def _check_detection(config):
+  """The detection task's rules (configs/mmad.py)."""
+  classes = config.detection.classes
+  if classes is not None and (
+      not classes or len(set(classes)) != len(classes) or
+      not all(isinstance(c, int) and 0 <= c < 52 for c in classes)):
+    raise ValueError(f'config.detection.classes={classes!r} must be None or '
+                     'distinct class ids in 0-51.')
+  if config.model.kernel_size % 2 == 0:
+    raise ValueError(f'config.model.kernel_size={config.model.kernel_size} '
+                     'must be odd.')
+  for field in ('data.train_split', 'data.eval_split'):
+    if _get(config, field) not in ('train', 'validation'):
+      raise ValueError(f'config.{field}={_get(config, field)!r}: features '
+                       'exist for whole splits only; use train or '
+                       'validation.')
+  if config.init_from:
+    raise ValueError(f'config.init_from={config.init_from!r}: the detector '
+                     'starts from scratch; its backbone comes from '
+                     'config.detection.backbone_workdir.')

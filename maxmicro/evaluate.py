@@ -1,9 +1,10 @@
 """Scoring clips and evaluating a split with the MA-52 metrics (library).
 
-A video's score is the softmax of its logits averaged over its C clips; each
-clip is `T = num_segments` frames. Every video is scored exactly once on any
+A video's score is the average over its C clips of each clip's softmax
+(mmaction2's `average_clips='prob'`, as the official MANet tests); each clip
+is `T = num_segments` frames. Every video is scored exactly once on any
 number of processes: the eval iterator pads the last batch and its `mask`
-drops the padding before metrics.
+drops the padding after the processes' outputs are gathered.
 """
 
 import dataclasses
@@ -34,14 +35,15 @@ def score_videos(variables, video, *, model, num_segments):
     num_segments: T.
 
   Returns:
-    float32 `(B, 52)`: softmax of the logits averaged over the C clips.
+    float32 `(B, 52)`: the clips' softmax probabilities averaged over the C
+    clips (`average_clips='prob'`; with one clip, its softmax).
   """
   batch, frames = video.shape[:2]
   num_clips = frames // num_segments
   clips = ops.normalise(video).reshape(
       (batch * num_clips, num_segments) + video.shape[2:])
   logits = model.apply(variables, clips, train=False)['action_logits']
-  return jax.nn.softmax(logits.reshape(batch, num_clips, -1).mean(axis=1))
+  return jax.nn.softmax(logits.reshape(batch, num_clips, -1)).mean(axis=1)
 
 
 def make_score_fn(model, num_segments, mesh=None, variables_shardings=None):
@@ -80,24 +82,29 @@ def predict_split(score_fn, variables, iterator, mesh):
     mesh: the mesh `score_fn` runs on.
 
   Returns:
-    `Predictions` of all processes' videos, on every process.
+    `Predictions` of all processes' videos, on every process, in list order
+    (process p reads the p-th contiguous slice of the split).
   """
-  scores, labels, ids = [], [], []
+  # Padding rows stay until after the gather (big_vision's way): every
+  # process then holds the same number of rows, which the all-gather needs;
+  # process slices differ by one video when the split does not divide.
+  scores, labels, ids, masks = [], [], [], []
   for batch in iterator:
     video = sharding.global_batch({'video': batch['video']}, mesh)['video']
-    batch_scores = sharding.to_local(score_fn(variables, video), mesh)
-    mask = np.asarray(batch['mask'], bool)
-    scores.append(batch_scores[mask])
-    labels.append(np.asarray(batch['label'])[mask])
-    ids.extend(_as_str(v) for v in np.asarray(batch['video_id'])[mask])
+    scores.append(sharding.to_local(score_fn(variables, video), mesh))
+    labels.append(np.asarray(batch['label']))
+    ids.extend(_as_str(v) for v in np.asarray(batch['video_id']))
+    masks.append(np.asarray(batch['mask'], bool))
   if not scores:
     raise ValueError('the evaluation split yielded no batches.')
   local = {'scores': np.concatenate(scores).astype(np.float32),
            'labels': np.concatenate(labels).astype(np.int32),
-           'ids': _encode_ids(ids)}
-  everything = sharding.gather_to_all(local)
-  return Predictions(everything['scores'], everything['labels'],
-                     _decode_ids(everything['ids']))
+           'ids': _encode_ids(ids),
+           'mask': np.concatenate(masks).astype(np.uint8)}
+  everything = sharding.gather_to_all(local, what='evaluation outputs')
+  keep = everything['mask'].astype(bool)
+  return Predictions(everything['scores'][keep], everything['labels'][keep],
+                     _decode_ids(everything['ids'][keep]))
 
 
 def evaluate(score_fn, variables, iterator, mesh):

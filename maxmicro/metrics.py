@@ -100,9 +100,12 @@ def confusion_matrix(labels, predictions, num_classes):
 
 
 def format_table(metrics):
-  """The metrics as an aligned two-column text table, in percent."""
-  rows = [f'{name:<16} {100 * metrics[name]:6.2f}' for name in METRIC_NAMES
-          if name in metrics]
+  """The metrics as an aligned two-column text table, in percent.
+
+  MA-52's metrics in their order; other metrics (detection's mAPs) as given.
+  """
+  names = [name for name in METRIC_NAMES if name in metrics] or list(metrics)
+  rows = [f'{name:<16} {100 * metrics[name]:6.2f}' for name in names]
   return '\n'.join(rows)
 
 

@@ -14,9 +14,16 @@ Parameter groups are those of mmaction2's `TSMOptimizerConstructor` with
 `fc_emb_t` is the last Linear layer in the official module order, which is
 the one `fc_lr5` singles out. Gradients are clipped by their global norm
 before weight decay (mmcv's `OptimizerHook` clips, then `SGD.step` decays).
+
+The learning rate is a function of the train step, passed to the update as
+`tx.update(grads, opt_state, params, step=state.step)`, not of an optax
+count kept in the optimizer state: a step skipped for NaN gradients restores
+that state while the train step advances, and the schedule must follow the
+train step (and be the learning rate the trainer logs).
 """
 
 import jax
+import jax.numpy as jnp
 import optax
 
 # The layer `fc_lr5` boosts: the last Linear layer in MANet's module order.
@@ -92,19 +99,43 @@ def parameter_groups(params, fc_lr5=True):
   return jax.tree_util.tree_map_with_path(label, params)
 
 
+def scale_by_step_learning_rate(schedule, multiplier=1.0):
+  """Updates times `-multiplier * schedule(step)`, `step` an update argument.
+
+  Stateless: `update(updates, state, params, *, step)` takes the train step,
+  so the learning rate cannot drift from it. The arithmetic is that of
+  `optax.scale_by_learning_rate(lambda count: multiplier * schedule(count))`
+  at `count == step`, bit for bit.
+  """
+  def init(params):
+    del params
+    return optax.EmptyState()
+
+  def update(updates, state, params=None, *, step=None, **extra_args):
+    del params, extra_args
+    if step is None:
+      raise TypeError('this optimizer takes the train step: '
+                      'tx.update(grads, opt_state, params, step=state.step).')
+    step_size = -1 * (multiplier * schedule(step))
+    return jax.tree.map(lambda g: jnp.array(step_size, dtype=g.dtype) * g,
+                        updates), state
+
+  return optax.GradientTransformationExtraArgs(init, update)
+
+
 def _group_transform(optim_config, schedule, multiplier, decay):
   """One group: its update rule, weight decay, and scaled learning rate."""
-  scaled = lambda step: multiplier * schedule(step)  # noqa: E731
+  scaled = scale_by_step_learning_rate(schedule, multiplier)
   decayed = ([optax.add_decayed_weights(optim_config.weight_decay)]
              if decay and optim_config.weight_decay else [])
   if optim_config.name == 'sgd':
     # torch SGD: d = g + wd * p; buf = momentum * buf + d; p -= lr * buf.
     return optax.chain(*decayed, optax.trace(decay=optim_config.momentum),
-                       optax.scale_by_learning_rate(scaled))
+                       scaled)
   # AdamW: decoupled decay, scaled by the learning rate like the update.
   return optax.chain(
       optax.scale_by_adam(b1=optim_config.momentum, b2=optim_config.adam_b2),
-      *decayed, optax.scale_by_learning_rate(scaled))
+      *decayed, scaled)
 
 
 def make_optimizer(optim_config, schedule):
@@ -115,8 +146,9 @@ def make_optimizer(optim_config, schedule):
     schedule: the base-group learning rate of the step (`make_schedule`).
 
   Returns:
-    An `optax.GradientTransformation` over a trainable tree
-    `{'model': params, ['label_vectors': (52, D)]}`.
+    An `optax.GradientTransformationExtraArgs` over a trainable tree
+    `{'model': params, ['label_vectors': (52, D)]}`, updated with
+    `tx.update(grads, opt_state, params, step=train_step)`.
   """
   transforms = {
       name: _group_transform(optim_config, schedule, multiplier, decay)

@@ -1,4 +1,5 @@
-"""Evaluation plots: a confusion matrix grouped by body part, per-class F1.
+"""Evaluation plots: a confusion matrix grouped by body part, per-class F1;
+and the timeline of a video's detected micro-actions.
 
 Action ids already run body part by body part (0-4 body, 5-10 head, ...), so
 grouping draws lines between the parts and names them along the axes.
@@ -81,6 +82,39 @@ def per_class_f1(f1, present, path, title=''):
              for colour in _BODY_COLOURS]
   axes.legend(handles, labels_lib.BODY_NAMES, fontsize=7, ncol=7,
               loc='upper center', bbox_to_anchor=(0.5, -0.18))
+  figure.tight_layout()
+  figure.savefig(path, dpi=80)
+  plt.close(figure)
+
+
+def detection_timeline(detections, path, *, duration, title=''):
+  """Saves a video's detections as a timeline PNG: one row per class.
+
+  Args:
+    detections: `(class id, t_start, t_end, score)` rows (seconds).
+    path: the PNG to write.
+    duration: the video's length in seconds (the x range).
+    title: the plot's title (e.g. the video's name).
+  """
+  classes = sorted({int(row[0]) for row in detections})
+  figure, axes = plt.subplots(figsize=(10, 1.2 + 0.45 * max(len(classes), 1)))
+  for position, label in enumerate(classes):
+    colour = _BODY_COLOURS[labels_lib.ACTION_TO_BODY[label]]
+    for row_label, start, end, score in detections:
+      if row_label != label:
+        continue
+      # Opacity says the score, so overlapping duplicates stay readable.
+      axes.barh(position, end - start, left=start, height=0.6, color=colour,
+                alpha=0.25 + 0.75 * float(score), edgecolor='black')
+      axes.text(start, position + 0.33, f'{score:.2f}', fontsize=7)
+  axes.set_yticks(range(len(classes)),
+                  [f'{labels_lib.ACTION_CODES[c]} {labels_lib.ACTION_NAMES[c]}'
+                   for c in classes], fontsize=8)
+  axes.set_xlim(0, duration)
+  axes.set_ylim(-0.6, max(len(classes), 1) - 0.4)
+  axes.invert_yaxis()
+  axes.set_xlabel('seconds')
+  axes.set_title(title)
   figure.tight_layout()
   figure.savefig(path, dpi=80)
   plt.close(figure)

@@ -55,3 +55,38 @@ def ensure_dataset(config, log=print):
   log(f'building ma52/{data.builder_config} under {data.data_dir}')
   tfds.disable_progress_bar()  # A few seconds; one line says what happens.
   build.prepare_ma52(fake.manual_dir, data.data_dir, data.builder_config)
+
+
+def ensure_mma52(config, log=print):
+  """`ensure_dataset` for MMA-52 (the detection task): checks that
+  `mma52/<builder_config>` is built; writes and builds the demo's.
+
+  Raises:
+    DatasetMissingError: not built and no `synthetic_data` to make; the
+      message gives the build command.
+  """
+  data = config.data
+  if build.is_built(data.data_dir, data.builder_config, dataset='mma52'):
+    return
+  fake = config.synthetic_data
+  if fake is None:
+    where = data.data_dir or '~/tensorflow_datasets'
+    raise DatasetMissingError(
+        f'the MMA-52 dataset (mma52/{data.builder_config}) is not built under '
+        f'{where} (config.data.data_dir). Build it once from the official '
+        'download with: PYTHONPATH=. python -m maxmicro.data.build '
+        f'--dataset=mma52 --manual_dir=/path/to/MMA-52 --data_dir={where} '
+        f'--builder_config={data.builder_config}. Or try detection on '
+        'synthetic data first: make detection-demo')
+  if not os.path.exists(os.path.join(fake.manual_dir, 'anns', 'test.csv')):
+    log(f'writing the synthetic MMA-52 to {fake.manual_dir} '
+        f'({fake.videos_per_split} videos per split)')
+    synthetic.write_fake_mma52(
+        fake.manual_dir, videos_per_split=tuple(fake.videos_per_split),
+        size=tuple(fake.size), num_frames=tuple(fake.num_frames),
+        instances_per_video=tuple(fake.instances_per_video),
+        instance_frames=tuple(fake.instance_frames),
+        classes=fake.classes and list(fake.classes), seed=fake.seed)
+  log(f'building mma52/{data.builder_config} under {data.data_dir}')
+  tfds.disable_progress_bar()
+  build.prepare_mma52(fake.manual_dir, data.data_dir, data.builder_config)

@@ -136,9 +136,73 @@ def to_local(array, mesh):
       array, mesh, P(DATA_AXIS)))
 
 
-def gather_to_all(tree):
-  """Concatenates process-local numpy arrays over processes, in process order."""
+class CollectiveError(RuntimeError):
+  """A cross-process collective failed or cannot run; the message says why
+  and names the launch settings to check."""
+
+
+# Ranks up to this are described in the shape check of `gather_to_all`.
+_MAX_RANK = 8
+
+
+def _launch_settings():
+  """The launch as this process sees it, for error messages."""
+  settings = ', '.join(f'{name}={os.environ.get(name, "(unset)")}'
+                       for name in ('JAX_COORDINATOR_ADDRESS',
+                                    'JAX_NUM_PROCESSES', 'JAX_PROCESS_ID'))
+  return (f'process {jax.process_index()} of {jax.process_count()} '
+          f'({settings})')
+
+
+def _allgather(tree, what):
+  """`process_allgather(tiled=True)`, its failures said in one paragraph."""
+  try:
+    return jax.tree.map(np.asarray,
+                        multihost_utils.process_allgather(tree, tiled=True))
+  except Exception as error:  # pylint: disable=broad-exception-caught
+    first_line = (str(error).strip().splitlines() or [''])[0]
+    raise CollectiveError(
+        f'gathering the {what} from all processes failed on '
+        f'{_launch_settings()}: {type(error).__name__}: {first_line}. Every '
+        'process must run the same command with the same flags and the '
+        'same JAX_COORDINATOR_ADDRESS and JAX_NUM_PROCESSES, each with its '
+        'own JAX_PROCESS_ID, and all must still be running; check the '
+        'other processes\' output for the first error.') from None
+
+
+def gather_to_all(tree, what='arrays'):
+  """Concatenates process-local numpy arrays over processes, in process order.
+
+  Every process must hold the same shapes (pad ragged outputs and carry a
+  mask, as the eval iterator does). The shapes are gathered and compared
+  first, with a fixed-shape collective, so that a mismatch ends in a
+  `CollectiveError` naming the shapes of every process instead of an abort
+  inside the collective library.
+
+  Raises:
+    CollectiveError: the processes hold different shapes, or a collective
+      failed; the message names `what` and the launch settings.
+  """
   if jax.process_count() == 1:
     return tree
-  return jax.tree.map(np.asarray,
-                      multihost_utils.process_allgather(tree, tiled=True))
+  leaves = jax.tree.leaves(tree)
+  described = np.full((len(leaves), _MAX_RANK + 1), -1, np.int64)
+  for row, leaf in enumerate(leaves):
+    shape = np.shape(leaf)
+    if len(shape) > _MAX_RANK:
+      raise ValueError(f'gather_to_all: rank {len(shape)} is above '
+                       f'{_MAX_RANK}.')
+    described[row, 0] = len(shape)
+    described[row, 1:len(shape) + 1] = shape
+  every = _allgather(described[None], what)  # (processes, leaves, rank + 1)
+  if not (every == described).all():
+    shapes = '; '.join(
+        f'process {index}: ' + ', '.join(
+            str(tuple(int(n) for n in row[1:row[0] + 1])) for row in rows)
+        for index, rows in enumerate(every))
+    raise CollectiveError(
+        f'cannot gather the {what}: the processes hold different shapes '
+        f'({shapes}), on {_launch_settings()}. Every process must run the '
+        'same command with the same flags (the same config and batch '
+        'sizes).')
+  return _allgather(tree, what)

@@ -56,7 +56,9 @@ def train_step(state, batch, rng, *, loss_fn, tx, schedule):
   rng = jax.random.fold_in(rng, state.step)
   (loss, (parts, batch_stats)), grads = jax.value_and_grad(
       loss_fn, has_aux=True)(state.params, state.batch_stats, batch, rng)
-  updates, opt_state = tx.update(grads, state.opt_state, state.params)
+  # The learning rate is `schedule(state.step)`, also after skipped steps.
+  updates, opt_state = tx.update(grads, state.opt_state, state.params,
+                                 step=state.step)
   params = optax.apply_updates(state.params, updates)
   grad_norm = optax.global_norm(grads)
   finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
@@ -184,12 +186,15 @@ class Cadence:
 
   @classmethod
   def of(cls, train_config, *, start_step, total_steps, steps_per_epoch):
-    """From `config.train`: evaluations every `eval_every_epochs`."""
+    """From `config.train`: evaluations every `eval_every_epochs`; saves
+    every `checkpoint_every_steps`, None meaning once per epoch (of the
+    data this run trains on, known only now)."""
     return cls(first_step=start_step + 1, last_step=total_steps,
                log_every=train_config.log_every_steps,
                eval_every=int(round((train_config.eval_every_epochs or 0) *
                                     steps_per_epoch)),
-               save_every=train_config.checkpoint_every_steps)
+               save_every=(train_config.checkpoint_every_steps or
+                           steps_per_epoch))
 
 
 def train_and_evaluate(config, workdir, *, log=print):

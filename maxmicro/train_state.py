@@ -51,7 +51,8 @@ def create_train_state(rng, *, model, tx, input_shape, extra_params=None):
   params.update({name: jnp.asarray(value, jnp.float32)
                  for name, value in (extra_params or {}).items()})
   return TrainState(step=jnp.zeros((), jnp.int32), params=params,
-                    batch_stats=variables['batch_stats'],
+                    # A model without BatchNorm (the detector) has none.
+                    batch_stats=variables.get('batch_stats', {}),
                     opt_state=tx.init(params),
                     nonfinite_steps=jnp.zeros((), jnp.int32),
                     first_nonfinite_step=jnp.zeros((), jnp.int32))

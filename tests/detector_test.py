@@ -69,7 +69,7 @@ def test_heads_are_shared_across_levels():
   for head in ('cls_conv0', 'cls_logits', 'reg_conv0', 'regression'):
     assert count(params[2][head]) == count(params[3][head])
   assert {'projection', 'level0', 'downsample2', 'level2'} <= set(params[3])
-  assert params[3]['regression_scale'].shape == (3,)
+  assert params[3]['regression_scale']['scale'].shape == (3,)
   assert params[3]['cls_logits']['kernel'].shape == (3, 16, 52)
 
 

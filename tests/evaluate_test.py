@@ -1,9 +1,12 @@
 """Evaluation of a checkpoint reproduces training's numbers; test is refused."""
 
+import jax
+import numpy as np
 import pytest
 
 from maxmicro import checkpoint
 from maxmicro import commands
+from maxmicro import evaluate
 from maxmicro import metrics
 from maxmicro import reporting
 from tests import tiny_run
@@ -41,3 +44,28 @@ def test_missing_checkpoint_is_named(tmp_path):
     commands.evaluate_checkpoint(str(tmp_path))
   with pytest.raises(checkpoint.CheckpointError, match='does not exist'):
     commands.evaluate_checkpoint(str(tmp_path / 'nowhere'))
+
+
+class _ClipLogits:
+  """A stand-in model: clip i of the batch gets the logits `variables[i]`."""
+
+  def apply(self, variables, clips, train):
+    assert not train and clips.shape[1:] == (2, 4, 4, 3), clips.shape
+    return {'action_logits': variables}
+
+
+def test_clips_are_averaged_after_the_softmax():
+  """`average_clips='prob'`: C=2 clips whose mean logit and mean probability
+  rank the classes differently."""
+  logits = np.zeros((2, 52), np.float32)
+  logits[0, :2] = (8.0, 0.0)   # Clip 1: sure of class 0.
+  logits[1, :2] = (-8.0, 2.0)  # Clip 2: leans to class 1, rejects class 0.
+  video = np.zeros((1, 2 * 2, 4, 4, 3), np.uint8)  # B=1, C=2 clips of T=2.
+  scores = np.asarray(evaluate.score_videos(
+      jax.numpy.asarray(logits), video, model=_ClipLogits(), num_segments=2))
+  probabilities = np.exp(logits) / np.exp(logits).sum(-1, keepdims=True)
+  np.testing.assert_allclose(scores[0], probabilities.mean(0), rtol=1e-5,
+                             atol=1e-8)
+  assert np.argmax(scores[0]) == 0
+  mean_logits = logits.mean(0)  # What averaging logits would rank first.
+  assert np.argmax(mean_logits) == 1

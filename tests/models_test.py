@@ -52,6 +52,22 @@ def test_paper_config_has_the_official_parameter_count():
   assert outputs['features'].shape == (2, 2048)
 
 
+def test_se_gates_start_as_torch_linear_layers():
+  """U(-1/sqrt(fan_in), 1/sqrt(fan_in)), PyTorch's `nn.Linear` default (Flax's
+  LeCun normal would have about 1.7x the spread)."""
+  variables = jax.jit(resnet.SqueezeExcite(reduction=4).init)(
+      jax.random.key(0), jnp.zeros((1, 1, 1, 1024)))
+  for name, fan_in in (('fc1', 1024), ('fc2', 256)):
+    kernel = np.asarray(variables['params'][name]['kernel'])
+    bound = 1 / np.sqrt(fan_in)
+    assert np.abs(kernel).max() <= bound, name
+    assert np.abs(kernel).max() > 0.99 * bound, name
+    np.testing.assert_allclose(kernel.std(), bound / np.sqrt(3), rtol=0.02,
+                               err_msg=name)
+    np.testing.assert_allclose(kernel.mean(), 0, atol=0.02 * bound,
+                               err_msg=name)
+
+
 def test_tsm_and_tsn_have_no_se_parameters():
   # TSM and TSN differ only in the (parameter-free) shift.
   for module in (tsm, tsn):

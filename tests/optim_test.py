@@ -3,11 +3,14 @@
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 
 from configs import manet
 from maxmicro import models
 from maxmicro import optim
+from maxmicro import train
+from maxmicro import train_state
 
 
 def _tiny_params():
@@ -61,7 +64,7 @@ def test_group_learning_rates_and_decay(name):
   config = _optim_config(name=name, weight_decay=weight_decay,
                          grad_clip_norm=0.0)
   tx = optim.make_optimizer(config, lambda step: learning_rate)
-  updates, _ = tx.update(grads, tx.init(params), params)
+  updates, _ = tx.update(grads, tx.init(params), params, step=0)
   updates = jax.device_get(updates['model'])
   # AdamW's first step normalises the gradient to 1 (up to eps).
   g = 0.5 if name == 'sgd' else 1.0
@@ -81,7 +84,7 @@ def test_gradients_clipped_by_global_norm_first():
   grads = {'model': {'fc_cls': {'kernel': jnp.array([30.0, 40.0])}}}  # 50
   config = _optim_config(weight_decay=0.0, grad_clip_norm=20.0)
   tx = optim.make_optimizer(config, lambda step: 1.0)
-  updates, _ = tx.update(grads, tx.init(params), params)
+  updates, _ = tx.update(grads, tx.init(params), params, step=0)
   np.testing.assert_allclose(updates['model']['fc_cls']['kernel'],
                              [-12.0, -16.0], rtol=1e-6)
 
@@ -108,3 +111,96 @@ def test_cosine_schedule_with_warmup():
   assert float(schedule(110)) == pytest.approx(0.0, abs=1e-7)
 
 
+def _toy_state(tx):
+  params = {'model': {'fc_cls': {'kernel': jnp.zeros((3,))}}}
+  return train_state.TrainState(
+      step=jnp.zeros((), jnp.int32), params=params, batch_stats={},
+      opt_state=tx.init(params), nonfinite_steps=jnp.zeros((), jnp.int32),
+      first_nonfinite_step=jnp.zeros((), jnp.int32))
+
+
+def _linear_loss(params, batch_stats, batch, rng):
+  """Gradient `batch['scale']` for each kernel entry (NaN: a bad step)."""
+  del rng
+  loss = batch['scale'] * jnp.sum(params['model']['fc_cls']['kernel'])
+  return loss, ({}, batch_stats)
+
+
+def test_schedule_follows_the_train_step_after_a_skipped_step():
+  """Under nonfinite_policy='skip' the optimizer state of a bad step is
+  restored while the step advances: the learning rate must still be
+  `schedule(state.step)`, and be the one logged."""
+  config = _optim_config(momentum=0.0, weight_decay=0.0, grad_clip_norm=0.0)
+  schedule = optax.piecewise_constant_schedule(1.0, {2: 0.1, 3: 0.1})
+  tx = optim.make_optimizer(config, schedule)
+  step = jax.jit(lambda state, batch: train.train_step(
+      state, batch, jax.random.key(0), loss_fn=_linear_loss, tx=tx,
+      schedule=schedule))
+  state = _toy_state(tx)
+  applied, logged = [], []
+  for scale in (1.0, float('nan'), 1.0, 1.0):  # Step 2 is skipped.
+    before = np.asarray(state.params['model']['fc_cls']['kernel'])
+    state, metrics = step(state, {'scale': jnp.float32(scale)})
+    after = np.asarray(state.params['model']['fc_cls']['kernel'])
+    applied.append(float(before[0] - after[0]))  # lr x gradient 1.
+    logged.append(float(metrics['learning_rate']))
+  assert int(state.nonfinite_steps) == 1
+  np.testing.assert_allclose(applied, [1.0, 0.0, 0.1, 0.01], rtol=1e-6)
+  np.testing.assert_allclose(logged, [1.0, 1.0, 0.1, 0.01], rtol=1e-6)
+
+
+def _old_make_optimizer(optim_config, schedule):
+  """The optimizer before the step became an update argument: learning
+  rates from optax's own count (`scale_by_learning_rate`)."""
+  def group(multiplier, decay):
+    scaled = lambda count: multiplier * schedule(count)  # noqa: E731
+    decayed = ([optax.add_decayed_weights(optim_config.weight_decay)]
+               if decay and optim_config.weight_decay else [])
+    if optim_config.name == 'sgd':
+      return optax.chain(*decayed, optax.trace(decay=optim_config.momentum),
+                         optax.scale_by_learning_rate(scaled))
+    return optax.chain(
+        optax.scale_by_adam(b1=optim_config.momentum, b2=optim_config.adam_b2),
+        *decayed, optax.scale_by_learning_rate(scaled))
+  transforms = {name: group(multiplier, decay)
+                for name, (multiplier, decay) in optim.GROUPS.items()}
+  return optax.chain(
+      optax.clip_by_global_norm(optim_config.grad_clip_norm),
+      optax.multi_transform(transforms, lambda params: optim.parameter_groups(
+          params, optim_config.fc_lr5)))
+
+
+@pytest.mark.parametrize('name', ['sgd', 'adamw'])
+def test_same_numbers_as_optax_count_when_no_step_is_skipped(name):
+  """Bit for bit the numbers of the count-based optimizer (the demo's
+  figures do not move), through warmup and a decay boundary."""
+  config = _optim_config(name=name, schedule='step', warmup_epochs=1.0,
+                         decay_epochs=(2,), grad_clip_norm=1.0)
+  schedule = optim.make_schedule(config, global_batch_size=10,
+                                 steps_per_epoch=2, total_steps=6)
+  rng = np.random.default_rng(0)
+  shapes = {  # One or two of each parameter group.
+      'model': {'conv1': {'kernel': (3, 3, 3, 4)},
+                'bn1': {'scale': (4,), 'bias': (4,)},
+                'fc_cls': {'kernel': (4, 5), 'bias': (5,)},
+                'fc_emb_t': {'kernel': (4, 4), 'bias': (4,)}},
+      'label_vectors': (5, 4)}
+  params = jax.tree.map(
+      lambda shape: jnp.asarray(rng.normal(size=shape), jnp.float32), shapes,
+      is_leaf=lambda node: isinstance(node, tuple))
+  new, old = (optim.make_optimizer(config, schedule),
+              _old_make_optimizer(config, schedule))
+  new_params, old_params = params, params
+  new_state, old_state = new.init(params), old.init(params)
+  new_update = jax.jit(lambda g, s, p, step: new.update(g, s, p, step=step))
+  old_update = jax.jit(old.update)
+  for step in range(6):
+    grads = jax.tree.map(
+        lambda leaf: jnp.asarray(rng.normal(size=leaf.shape), jnp.float32),
+        params)
+    new_updates, new_state = new_update(grads, new_state, new_params,
+                                        jnp.int32(step))
+    old_updates, old_state = old_update(grads, old_state, old_params)
+    new_params = optax.apply_updates(new_params, new_updates)
+    old_params = optax.apply_updates(old_params, old_updates)
+    jax.tree.map(np.testing.assert_array_equal, new_params, old_params)

@@ -9,13 +9,17 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from configs import demo
 from maxmicro import checkpoint
+from maxmicro import config_checks
+from maxmicro import labels
 from maxmicro import losses
 from maxmicro import metrics
 from maxmicro import reporting
 from maxmicro import sharding
 from maxmicro import tasks
 from maxmicro import train
+from maxmicro.tasks import recognition
 from tests import tiny_run
 
 pytestmark = pytest.mark.usefixtures('fast_compile')
@@ -65,6 +69,72 @@ def test_same_seed_same_losses_and_resume_matches(built_fake_ma52, tmp_path):
   _, lines = tiny_run.run(config, str(tmp_path))
   assert 'resuming from step 2' in lines
   assert _losses(str(tmp_path)) == _losses(reference)  # Exactly equal.
+
+
+def test_evaluation_compiles_once_per_run(built_fake_ma52, tmp_path,
+                                          monkeypatch):
+  """Two evaluations in one run: the second compiles nothing (jax's backend
+  compile events counted while each evaluation runs)."""
+  compiles_per_evaluation = []
+  compiled = []
+
+  def listener(event, duration, **kwargs):
+    del duration, kwargs
+    if event == '/jax/core/compile/backend_compile_duration':
+      compiled.append(event)
+
+  call = recognition.Evaluator.__call__
+
+  def counting_call(self, variables, step):
+    compiled.clear()
+    result = call(self, variables, step)
+    compiles_per_evaluation.append(len(compiled))
+    return result
+  monkeypatch.setattr(recognition.Evaluator, '__call__', counting_call)
+  # 26 steps per epoch on the fake data: an evaluation after every step.
+  config = tiny_run.tiny_config(built_fake_ma52, num_train_steps=2,
+                                eval_every_epochs=1 / 26)
+  jax.monitoring.register_event_duration_secs_listener(listener)
+  try:
+    tiny_run.run(config, str(tmp_path))
+  finally:
+    jax.monitoring.unregister_event_duration_listener(listener)
+  assert [r['step'] for r in reporting.read_metrics(str(tmp_path),
+                                                    'eval')] == [1, 2]
+  assert compiles_per_evaluation[0] >= 1
+  assert compiles_per_evaluation[1:] == [0]
+
+
+@pytest.mark.parametrize('videos_per_class', [1, 12])
+def test_demo_checkpoints_every_epoch_of_its_data(videos_per_class):
+  """The demo's save cadence comes from the steps per epoch of the data the
+  run trains on (`--config.synthetic_data.videos_per_class=1`: 3 steps)."""
+  config = demo.get_config()
+  config.synthetic_data.videos_per_class = videos_per_class
+  config.lock()
+  config_checks.check_config(config)
+  trainer = train.make_trainer(
+      config, tasks.get_task(config), sharding.make_mesh(),
+      num_train_examples=videos_per_class * labels.NUM_ACTIONS)
+  steps_per_epoch = videos_per_class * labels.NUM_ACTIONS // 16
+  assert trainer.steps_per_epoch == steps_per_epoch
+  cadence = train.Cadence.of(config.train, start_step=0,
+                             total_steps=trainer.total_steps,
+                             steps_per_epoch=trainer.steps_per_epoch)
+  saved = [step for step in range(1, trainer.total_steps + 1)
+           if cadence.saves(step)]
+  epoch_ends = list(range(steps_per_epoch, trainer.total_steps + 1,
+                           steps_per_epoch))
+  assert set(epoch_ends) <= set(saved)
+  assert len(saved) == len(epoch_ends) == 14  # No more: evals end epochs.
+
+
+def test_checkpoint_every_steps_is_positive_or_none():
+  config = demo.get_config()
+  config.train.checkpoint_every_steps = 0
+  with pytest.raises(ValueError, match='checkpoint_every_steps=0 must be a '
+                     'positive integer or None'):
+    config_checks.check_config(config)
 
 
 def test_finished_run_does_nothing(built_fake_ma52):

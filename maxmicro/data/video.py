@@ -80,6 +80,24 @@ def read_video(path):
   return np.stack(list(iter_frames(path)))
 
 
+def frame_rate(path):
+  """Frames per second of the first video stream of `path`.
+
+  Raises:
+    VideoError: as `read_video`, or the stream has no frame rate.
+  """
+  frames = iter_frames(path)
+  try:
+    next(frames)  # Opens and checks the file, naming it on errors.
+  finally:
+    frames.close()
+  with av.open(os.fspath(path)) as container:
+    rate = container.streams.video[0].average_rate
+  if not rate:
+    raise VideoError(path, 'has no frame rate')
+  return float(rate)
+
+
 def uniform_frame_indices(num_frames, max_frames):
   """Indices of at most `max_frames` frames spread evenly over `num_frames`."""
   if max_frames is None or num_frames <= max_frames:

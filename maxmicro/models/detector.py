@@ -133,6 +133,20 @@ class LocalAttention(nn.Module):
     return (x + y) * mask[..., None].astype(x.dtype)
 
 
+class LevelScales(nn.Module):
+  """One learnt scale per pyramid level, as ActionFormer's `Scale`.
+
+  A module holding a parameter named `scale`, not a bare parameter, so that
+  the optimizer's parameter groups (`maxmicro.optim.parameter_group`) put it
+  with the norm scales: no weight decay.
+  """
+  num_levels: int
+
+  @nn.compact
+  def __call__(self):
+    return self.param('scale', nn.initializers.ones, (self.num_levels,))
+
+
 class TemporalDetector(nn.Module):
   """Feature pyramid + shared heads: per-point class logits and distances.
 
@@ -140,7 +154,7 @@ class TemporalDetector(nn.Module):
   ConvBlock), `attention{i}` (with `attention_window`) and `level{i}`
   (ResidualBlock); heads `cls_conv{j}` -> `cls_logits` and `reg_conv{j}` ->
   `regression`, the same parameters at every level, and
-  `regression_scale` (one learnt scale per level, as ActionFormer's).
+  `regression_scale` (`LevelScales`).
   """
   num_classes: int = labels.NUM_ACTIONS
   num_levels: int = 4
@@ -159,12 +173,14 @@ class TemporalDetector(nn.Module):
     return point_grid(length, self.num_levels, self.regression_ranges)
 
   @nn.compact
-  def __call__(self, features, mask=None):
+  def __call__(self, features, mask=None, train=False):
     """Scores every point of the pyramid.
 
     Args:
       features: `(N, L, C)` per-step features of the backbone.
       mask: `(N, L)` bool, False at padded steps; None: all valid.
+      train: unused (no dropout, no BatchNorm); taken so that the trainer
+        calls every task's model alike (`model.init(rng, x, train=False)`).
 
     Returns:
       A dict of float32 arrays over the P points of `self.points(L)`:
@@ -172,6 +188,7 @@ class TemporalDetector(nn.Module):
       non-negative distances from the point to the start and to the end, in
       strides of its level; `mask (N, P)` bool, False at padded points.
     """
+    del train
     if self.kernel_size % 2 == 0:
       raise ValueError(f'kernel_size={self.kernel_size} must be odd.')
     mask = (jnp.ones(features.shape[:2], bool) if mask is None
@@ -209,8 +226,7 @@ class TemporalDetector(nn.Module):
     cls_out = out_conv(self.num_classes, 'cls_logits',
                        bias_init=nn.initializers.constant(prior_bias))
     reg_out = out_conv(2, 'regression')
-    scales = self.param('regression_scale', nn.initializers.ones,
-                        (self.num_levels,))
+    scales = LevelScales(self.num_levels, name='regression_scale')()
     outputs = {'cls_logits': [], 'regression': [], 'mask': []}
     for level, (x, level_mask) in enumerate(pyramid):
       y = x

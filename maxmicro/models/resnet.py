@@ -17,6 +17,11 @@ ModuleDef = Any
 
 # torchvision's ResNet initialisation: Kaiming normal, fan out, ReLU gain.
 conv_kernel_init = nn.initializers.variance_scaling(2.0, 'fan_out', 'normal')
+# PyTorch's default for `nn.Linear`, which the official SE gates keep (the
+# ImageNet weights do not cover them): Kaiming uniform with a=sqrt(5), that is
+# U(-1/sqrt(fan_in), 1/sqrt(fan_in)).
+torch_linear_kernel_init = nn.initializers.variance_scaling(
+    1 / 3, 'fan_in', 'uniform')
 
 
 def _pad(size):
@@ -33,10 +38,11 @@ class SqueezeExcite(nn.Module):
     channels = x.shape[-1]
     gate = jnp.mean(x, axis=(1, 2))
     gate = nn.Dense(channels // self.reduction, use_bias=False,
-                    dtype=self.dtype, name='fc1')(gate)
+                    dtype=self.dtype, kernel_init=torch_linear_kernel_init,
+                    name='fc1')(gate)
     gate = nn.relu(gate)
     gate = nn.Dense(channels, use_bias=False, dtype=self.dtype,
-                    name='fc2')(gate)
+                    kernel_init=torch_linear_kernel_init, name='fc2')(gate)
     return x * nn.sigmoid(gate)[:, None, None, :]
 
 

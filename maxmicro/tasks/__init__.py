@@ -5,11 +5,13 @@ its loss, its training data and its evaluator, and knows nothing else of it.
 A task is picked by the dataset a config names (`config.data.dataset`).
 """
 
+from maxmicro.tasks import detection
 from maxmicro.tasks import recognition
 
 # config.data.dataset -> the task that trains on it.
 TASKS = {
     'ma52': recognition.Recognition,
+    'mma52': detection.Detection,
 }
 
 
