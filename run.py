@@ -17,6 +17,7 @@ stderr (`--verbose` adds the traceback); 42 (`preemption.EXIT_PREEMPTED`)
 stopped by SIGTERM after saving a checkpoint: rerun to resume.
 """
 
+import gc
 import os
 import sys
 
@@ -27,6 +28,7 @@ from ml_collections import config_flags
 
 from maxmicro import checkpoint
 from maxmicro import commands
+from maxmicro import compile_cache
 from maxmicro import config_checks
 from maxmicro import preemption
 from maxmicro import prepare
@@ -123,7 +125,14 @@ def main(argv):
   if not FLAGS['verbosity'].present:
     # Orbax and TFDS log every file they write at INFO; progress is printed.
     logging.set_verbosity(logging.WARNING)
+  # The imported modules live as long as the process: frozen, they are out
+  # of the collector's way, and out of its final pass at exit, which would
+  # otherwise walk every imported object (benchmarks/RESULTS.md).
+  gc.freeze()
   try:
+    if FLAGS.mode == 'predict':
+      # A rerun loads the compiled forward instead of compiling it again.
+      compile_cache.enable()
     sharding.maybe_initialize_distributed(FLAGS.distributed)
     if detects():
       from maxmicro import detection_commands  # pylint: disable=g-import-not-at-top

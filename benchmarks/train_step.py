@@ -11,8 +11,11 @@ input pipeline is not measured. Model FLOP utilisation (MFU) is the step's
 convolution and matmul FLOPs (`benchmarks/flops.py`, counted on the traced
 step: XLA's cost analysis misses cuDNN's convolutions on a GPU) per second
 over the device's peak. With `--torch` (the default on CPU) it also times the
-same step of the PyTorch reference MANet (tests/torch_reference.py) in
-float32, with as many threads as XLA:CPU (one per core). On CPU the steps
+same step of the PyTorch reference MANet (tests/torch_reference.py): on CPU
+in float32, with as many threads as XLA:CPU (one per core); on a GPU with
+bfloat16 autocast, then also channels_last, then also `torch.compile`
+(`--torch_variants`). `--profile=DIR` traces 3 steps of the first JAX model
+with `jax.profiler`. On CPU the steps
 take turns, after 2 warm-up steps each, in an order that reverses every
 round and after a short pause each, and each reports its median: on a shared
 machine all then see the same load. `--xla_defaults` adds each model
@@ -119,14 +122,26 @@ def jax_step(model_name, batch, dtype, label_vectors, xla_defaults=False):
   return compile_seconds, flops, step
 
 
-def torch_step(batch):
-  """A function that runs one step of the PyTorch reference MANet (f32)."""
+# PyTorch's variants: on an accelerator, bfloat16 autocast (as JAX's bfloat16
+# compute), then channels_last memory, then `torch.compile` on top.
+TORCH_VARIANTS = {'eager': {}, 'bf16': dict(autocast=True),
+                  'bf16-channels_last': dict(autocast=True,
+                                             channels_last=True),
+                  'bf16-channels_last-compile': dict(
+                      autocast=True, channels_last=True, compiled=True)}
+
+
+def torch_step(batch, device='cpu', autocast=False, channels_last=False,
+               compiled=False):
+  """A function that runs one step of the PyTorch reference MANet."""
   import torch  # pylint: disable=g-import-not-at-top
   from tests import torch_reference  # pylint: disable=g-import-not-at-top
   torch.manual_seed(0)
   # XLA:CPU's intra-op pool has one thread per core; give torch the same.
   torch.set_num_threads(os.cpu_count())
-  model = torch_reference.MANetReference(num_segments=8).train()
+  model = torch_reference.MANetReference(num_segments=8).train().to(device)
+  if channels_last:
+    model = model.to(memory_format=torch.channels_last)
   head = model.cls_head
   last = {id(head.fc_emb_t.weight), id(head.fc_emb_t.bias)}
   decay, no_decay = [], []
@@ -142,17 +157,30 @@ def torch_step(batch):
       {'params': [head.fc_emb_t.weight], 'lr': 5 * lr, 'weight_decay': 1e-4},
       {'params': [head.fc_emb_t.bias], 'lr': 10 * lr, 'weight_decay': 0.0},
   ], lr=lr, momentum=0.9)
-  frames = torch.randint(0, 256, (batch * 8, 224, 224, 3), dtype=torch.uint8)
-  labels = torch.randint(52, (batch,))
-  vectors = torch.randn(52, 300)
-  mean = torch.tensor([123.675, 116.28, 103.53]).view(1, 3, 1, 1)
-  std = torch.tensor([58.395, 57.12, 57.375]).view(1, 3, 1, 1)
+  frames = torch.randint(0, 256, (batch * 8, 224, 224, 3), dtype=torch.uint8,
+                         device=device)
+  labels = torch.randint(52, (batch,), device=device)
+  vectors = torch.randn(52, 300, device=device)
+  mean = torch.tensor([123.675, 116.28, 103.53], device=device).view(
+      1, 3, 1, 1)
+  std = torch.tensor([58.395, 57.12, 57.375], device=device).view(1, 3, 1, 1)
+
+  def loss_of(video):
+    logits, embedding = model(video)
+    return (torch.nn.functional.cross_entropy(logits, labels) +
+            50 * torch.nn.functional.mse_loss(embedding.float(),
+                                              vectors[labels]))
+
+  if compiled:
+    loss_of = torch.compile(loss_of)
 
   def step():
     video = (frames.permute(0, 3, 1, 2).float() - mean) / std
-    logits, embedding = model(video)
-    loss = (torch.nn.functional.cross_entropy(logits, labels) +
-            50 * torch.nn.functional.mse_loss(embedding, vectors[labels]))
+    if channels_last:
+      video = video.contiguous(memory_format=torch.channels_last)
+    with torch.autocast(device_type=torch.device(device).type,
+                        dtype=torch.bfloat16, enabled=autocast):
+      loss = loss_of(video)
     optimizer.zero_grad()
     loss.backward()
     torch.nn.utils.clip_grad_norm_(model.parameters(), 20.0)
@@ -214,7 +242,9 @@ def main():
                       help='Clips per step (default: 2 on CPU, 128 else).')
   parser.add_argument('--steps', type=int, default=None)
   parser.add_argument('--models', default='manet',
-                      help='Comma-separated: manet, tsn.')
+                      help='Comma-separated: manet, tsn; empty: PyTorch only '
+                      '(on a GPU, each framework in its own process keeps '
+                      'the memory to itself).')
   parser.add_argument('--dtype', default='auto',
                       help='auto (float32 on CPU, bfloat16 on GPU/TPU), '
                       'float32 or bfloat16.')
@@ -223,6 +253,12 @@ def main():
   parser.add_argument('--xla_defaults', action='store_true',
                       help="Also time each model compiled with XLA's default "
                       "options instead of maxmicro's.")
+  parser.add_argument('--torch_variants', default=None,
+                      help='Comma-separated, of ' + ', '.join(TORCH_VARIANTS)
+                      + ' (default: eager on CPU, the bf16 ones else).')
+  parser.add_argument('--profile', default=None,
+                      help='Folder for a jax.profiler trace of 3 steps of '
+                      'the first JAX model, after the timing.')
   args = parser.parse_args()
   on_cpu = jax.default_backend() == 'cpu'
   batch = args.batch or (2 if on_cpu else 128)
@@ -237,9 +273,9 @@ def main():
     device = jax.devices()[0]
     peak = peak_flops(dtype)
     compiled, steps_to_time = {}, {}
-    variants = [(name, False) for name in args.models.split(',')]
+    variants = [(name, False) for name in args.models.split(',') if name]
     if args.xla_defaults:
-      variants += [(name, True) for name in args.models.split(',')]
+      variants += [(name, True) for name in args.models.split(',') if name]
     for model_name, xla_defaults in variants:
       compile_seconds, flops, step = jax_step(model_name, batch, dtype,
                                               label_vectors, xla_defaults)
@@ -247,12 +283,25 @@ def main():
       compiled[key] = model_name, xla_defaults, compile_seconds, flops
       steps_to_time[key] = step
     with_torch = args.torch == 'yes' or (args.torch is None and on_cpu)
+    torch_variants = []
     if with_torch:
-      steps_to_time['torch'] = torch_step(batch)
+      torch_variants = (args.torch_variants or (
+          'eager' if on_cpu else
+          'bf16,bf16-channels_last,bf16-channels_last-compile')).split(',')
+    torch_device = 'cpu' if on_cpu else 'cuda'
+    for variant in torch_variants:
+      steps_to_time[f'torch {variant}'] = torch_step(
+          batch, torch_device, **TORCH_VARIANTS[variant])
     if on_cpu:
       seconds = time_interleaved(steps_to_time, steps)
     else:
       seconds = time_consecutive(steps_to_time, steps)
+    if args.profile and compiled:
+      first = steps_to_time[next(iter(compiled))]
+      with jax.profiler.trace(args.profile):
+        for _ in range(3):
+          loss = first()
+        _wait(loss)
   threads = f'{os.cpu_count()} threads' if on_cpu else None
   for key, (model_name, xla_defaults, compile_seconds,
             flops) in compiled.items():
@@ -269,16 +318,20 @@ def main():
         'mfu': (round(flops / seconds[key] / peak, 4)
                 if peak and flops else None),
     }), flush=True)
-  if with_torch:
+  for variant in torch_variants:
+    key = f'torch {variant}'
     print(json.dumps({
-        'model': 'manet-r50', 'framework': 'torch', 'batch': batch,
-        'frames': 8, 'size': 224, 'dtype': 'float32',
-        'device': f'cpu ({threads})', 'step_s': round(seconds['torch'], 4),
-        'clips_per_s': round(batch / seconds['torch'], 2)}), flush=True)
-    for key in ('manet', 'manet (XLA defaults)'):
-      if key in seconds:
-        print(json.dumps({'jax': key, 'jax_over_torch_speed': round(
-            seconds['torch'] / seconds[key], 3)}), flush=True)
+        'model': 'manet-r50', 'framework': 'torch', 'variant': variant,
+        'batch': batch, 'frames': 8, 'size': 224,
+        'device': (f'cpu ({threads})' if on_cpu else
+                   f'{device.device_kind}'),
+        'step_s': round(seconds[key], 4),
+        'clips_per_s': round(batch / seconds[key], 2)}), flush=True)
+    for name in compiled:
+      print(json.dumps({'jax': name, 'torch': variant,
+                        'jax_over_torch_speed': round(
+                            seconds[key] / seconds[name], 3)}), flush=True)
+
 
 if __name__ == '__main__':
   main()

@@ -214,6 +214,18 @@ def restore(manager, step, *, variables=None, train=None, iterator=None):
   return dict(manager.restore(step, args=ocp.args.Composite(**items)).items())
 
 
+def restore_saved_variables(manager, step):
+  """`{'params', 'batch_stats'}` of `step` as saved: host numpy arrays.
+
+  No abstract target, so no model trace: for one-device inference, where
+  the model checks the shapes when it runs.
+  """
+  restored = manager.restore(step, args=ocp.args.Composite(
+      variables=ocp.args.StandardRestore()))['variables']
+  return {'params': restored['params'],
+          'batch_stats': restored['batch_stats']}
+
+
 def read_config(manager, step):
   """The config saved with `step`, as a locked `ConfigDict`."""
   restored = manager.restore(step, args=ocp.args.Composite(

@@ -71,7 +71,7 @@ class Predictions:
   video_ids: list
 
 
-def predict_split(score_fn, variables, iterator, mesh):
+def predict_split(score_fn, variables, iterator, mesh, overlap=None):
   """Scores every video of an eval iterator.
 
   Args:
@@ -80,6 +80,11 @@ def predict_split(score_fn, variables, iterator, mesh):
     iterator: a `pipeline.make_eval_iterator` iterable (the same number of
       batches on every process).
     mesh: the mesh `score_fn` runs on.
+    overlap: whether batch i+1 is read (JPEGs decoded on the host) while
+      the device scores batch i, one batch in flight, or each batch's
+      scores are waited for first. None: on accelerators only; on a CPU the
+      device is the cores that decode, and overlapping gained nothing
+      measurable (`benchmarks/eval_throughput.py`, RESULTS.md).
 
   Returns:
     `Predictions` of all processes' videos, on every process, in list order
@@ -88,13 +93,24 @@ def predict_split(score_fn, variables, iterator, mesh):
   # Padding rows stay until after the gather (big_vision's way): every
   # process then holds the same number of rows, which the all-gather needs;
   # process slices differ by one video when the split does not divide.
+  if overlap is None:
+    overlap = jax.default_backend() != 'cpu'
   scores, labels, ids, masks = [], [], [], []
+  in_flight = None
   for batch in iterator:
     video = sharding.global_batch({'video': batch['video']}, mesh)['video']
-    scores.append(sharding.to_local(score_fn(variables, video), mesh))
+    dispatched = score_fn(variables, video)
+    if in_flight is not None:
+      scores.append(sharding.to_local(in_flight, mesh))
+    in_flight = dispatched
+    if not overlap:
+      scores.append(sharding.to_local(in_flight, mesh))
+      in_flight = None
     labels.append(np.asarray(batch['label']))
     ids.extend(_as_str(v) for v in np.asarray(batch['video_id']))
     masks.append(np.asarray(batch['mask'], bool))
+  if in_flight is not None:
+    scores.append(sharding.to_local(in_flight, mesh))
   if not scores:
     raise ValueError('the evaluation split yielded no batches.')
   local = {'scores': np.concatenate(scores).astype(np.float32),

@@ -4,11 +4,14 @@
   for row in predictor('clip.mp4'):
     print(row['code'], row['name'], row['body_name'], row['probability'])
 
-A video of any size, length and frame rate is decoded whole, then sampled and
-cropped by `transforms.preprocess_eval_clip`, the function evaluation uses, so
-the scores are those `run.py --mode=eval` gives the same frames.
+A video of any size, length and frame rate is sampled as evaluation samples
+(`transforms.sample_test_indices`: only those frames are converted from the
+decoder's output, `video.read_sampled_frames`), then resized and cropped by
+`transforms.eval_clip`, so the scores are those `run.py --mode=eval` gives
+the same frames.
 """
 
+import functools
 import json
 import os
 
@@ -17,6 +20,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from maxmicro import checkpoint
+from maxmicro import compile_cache
 from maxmicro import evaluate
 from maxmicro import labels
 from maxmicro import metrics
@@ -32,9 +36,10 @@ class Predictor:
 
   def __init__(self, config, variables):
     self.config = config
-    self.variables = variables
+    self.variables = jax.device_put(variables, jax.local_devices()[0])
     self._score = evaluate.make_score_fn(models.build_model(config),
                                          config.model.num_segments)
+    self._scorers = {}  # Clip shape -> scorer (see `_scorer`).
 
   def preprocess(self, frames):
     """All frames of a video, uint8 `(N, H, W, 3)` -> `(C*T, S, S, 3)`."""
@@ -45,12 +50,37 @@ class Predictor:
     return transforms.preprocess_eval_clip(
         frames, self.config.model.num_segments, self.config.data)
 
+  def read_clip(self, path):
+    """A video file as `preprocess` sees it, decoding only what it samples.
+
+    Equal to `preprocess(read_video(path))`.
+    """
+    frames = video_lib.read_sampled_frames(path, functools.partial(
+        transforms.sample_test_indices,
+        num_segments=self.config.model.num_segments,
+        num_clips=self.config.data.eval_num_clips))
+    return transforms.eval_clip(
+        frames, image_size=self.config.data.image_size,
+        resize_short_side_to=self.config.data.resize_short_side)
+
   def scores(self, video):
     """Action probabilities `(52,)` of a video path or its decoded frames."""
     if isinstance(video, (str, os.PathLike)):
-      video = video_lib.read_video(video)
-    clip = self.preprocess(video)
-    return np.asarray(self._score(self.variables, jnp.asarray(clip)[None])[0])
+      clip = self.read_clip(video)
+    else:
+      clip = self.preprocess(video)
+    clip = jnp.asarray(clip)[None]
+    return np.asarray(self._scorer(clip)(self.variables, clip)[0])
+
+  def _scorer(self, clip):
+    """The jitted scorer; with `compile_cache.enable()`, traced once ever."""
+    if not compile_cache.enabled():
+      return self._score
+    if clip.shape not in self._scorers:
+      self._scorers[clip.shape] = compile_cache.jit_exported(
+          self._score, (self.variables, clip), name='predict',
+          key=checkpoint.config_to_json(self.config))
+    return self._scorers[clip.shape]
 
   def __call__(self, video, top_k=5):
     """The `top_k` actions of a video, best first.
@@ -93,11 +123,13 @@ def load(checkpoint_dir, which='latest'):
 
 
 def from_checkpoint(manager, step, config):
-  """A `Predictor` of checkpoint `step` of an open manager (closed here)."""
+  """A `Predictor` of checkpoint `step` of an open manager (closed here).
+
+  The variables restore as saved, without tracing the model for a target
+  (`evaluate.restore_variables`): a CPU second saved per command.
+  """
   try:
-    variables = evaluate.restore_variables(
-        manager, step, config,
-        jax.sharding.SingleDeviceSharding(jax.local_devices()[0]))
+    variables = checkpoint.restore_saved_variables(manager, step)
   finally:
     manager.close()
   return Predictor(config, variables)

@@ -10,6 +10,7 @@ Fixtures (all session-scoped, built once per pytest process):
 """
 
 import dataclasses
+import os
 import pathlib
 
 from absl import flags
@@ -40,6 +41,14 @@ def _absl_flags_parsed():
   """Grain's worker processes read absl flags; tests run without absl.app."""
   if not flags.FLAGS.is_parsed():
     flags.FLAGS.mark_as_parsed()
+
+
+@pytest.fixture(scope='session', autouse=True)
+def _cache_in_tmp(tmp_path_factory):
+  """Commands that cache compiled code (`compile_cache`) write under
+  `$XDG_CACHE_HOME`, here and in the commands tests run as subprocesses:
+  not into the home directory."""
+  os.environ['XDG_CACHE_HOME'] = str(tmp_path_factory.mktemp('cache'))
 
 
 @pytest.fixture(scope='session')

@@ -69,3 +69,33 @@ def test_clips_are_averaged_after_the_softmax():
   assert np.argmax(scores[0]) == 0
   mean_logits = logits.mean(0)  # What averaging logits would rank first.
   assert np.argmax(mean_logits) == 1
+
+
+@pytest.mark.parametrize('overlap, expected', [
+    (True, ['read 0', 'read 1', 'fetch 0', 'read 2', 'fetch 1', 'fetch 2']),
+    (False, ['read 0', 'fetch 0', 'read 1', 'fetch 1', 'read 2', 'fetch 2']),
+])
+def test_overlap_reads_the_next_batch_before_fetching_scores(
+    monkeypatch, overlap, expected):
+  """Overlapped, the host reads batch i+1 while the device scores batch i."""
+  mesh = jax.sharding.Mesh(np.array(jax.devices()[:1]), ('data',))
+  events = []
+
+  def batches():
+    for index in range(3):
+      events.append(f'read {index}')
+      yield {'video': np.full((1, 2, 4, 4, 3), index, np.uint8),
+             'label': np.array([index]), 'video_id': np.array([b'v']),
+             'mask': np.array([True])}
+
+  def fetch(array, mesh):
+    del mesh
+    events.append(f'fetch {int(np.asarray(array)[0, 0])}')
+    return np.asarray(array)
+
+  monkeypatch.setattr(evaluate.sharding, 'to_local', fetch)
+  score_fn = jax.jit(lambda _, video: video.reshape(1, -1)[:, :2])
+  predictions = evaluate.predict_split(score_fn, {}, batches(), mesh,
+                                       overlap=overlap)
+  assert events == expected
+  np.testing.assert_array_equal(predictions.scores[:, 0], [0, 1, 2])

@@ -1,6 +1,7 @@
 """Reading and writing mp4 files with PyAV (no system ffmpeg needed).
 
-`read_video` is how the TFDS builder and the predictor decode a clip;
+`read_video` is how the TFDS builder decodes a clip, `read_sampled_frames`
+how the predictor does (only the frames it samples become RGB);
 `encode_video_frames` turns a decoded clip into the builder's stored frames;
 `write_video` writes H.264 mp4 files for the synthetic data set.
 """
@@ -33,6 +34,19 @@ def iter_frames(path):
 
   Each frame is `(H, W, 3)`. Raises `VideoError` naming `path` and the problem.
   """
+  frames = iter_decoded_frames(path)
+  try:
+    for frame in frames:
+      yield frame.to_ndarray(format='rgb24')
+  finally:
+    frames.close()  # Closes the file as soon as the caller stops.
+
+
+def iter_decoded_frames(path):
+  """Yields the frames of `path` as decoded, `av.VideoFrame`s (no RGB yet).
+
+  Raises `VideoError` as `iter_frames` does.
+  """
   path = os.fspath(path)
   if not os.path.exists(path):
     raise VideoError(path, 'missing (no such file)')
@@ -51,7 +65,7 @@ def iter_frames(path):
     try:
       for frame in container.decode(stream):
         num_frames += 1
-        yield frame.to_ndarray(format='rgb24')
+        yield frame
     except av.error.FFmpegError as error:
       raise VideoError(
           path, f'corrupt after {num_frames} frames ({_reason(error)})') from error
@@ -96,6 +110,67 @@ def frame_rate(path):
   if not rate:
     raise VideoError(path, 'has no frame rate')
   return float(rate)
+
+
+def count_frames(path):
+  """The number of frames the first video stream of `path` says it holds.
+
+  From the container's header, or where it has none a demux pass (packets
+  are counted, not decoded). A hint: only decoding says how many frames
+  decode (`read_sampled_frames` checks).
+
+  Raises:
+    VideoError: as `read_video`.
+  """
+  frames = iter_decoded_frames(path)
+  try:
+    next(frames)  # Opens and checks the file, naming it on errors.
+  finally:
+    frames.close()
+  with av.open(os.fspath(path)) as container:
+    stream = container.streams.video[0]
+    if stream.frames > 0:
+      return stream.frames
+    return sum(1 for packet in container.demux(stream) if packet.size)
+
+
+def read_sampled_frames(path, sample_indices):
+  """The frames of a video file that a sampling rule picks.
+
+  The same array as `frames = read_video(path);
+  frames[sample_indices(len(frames))]`, at a fraction of the cost: every
+  frame is decoded (H.264 frames depend on earlier ones), but only the picked
+  ones become RGB arrays and are kept. The frame count comes from
+  `count_frames`; should decoding find another, the rule picks again with
+  the true count and the file is decoded a second time.
+
+  Args:
+    path: a video file.
+    sample_indices: `num_frames -> int indices` (may repeat), e.g. a
+      `transforms.sample_test_indices` partial.
+
+  Returns:
+    uint8 `(len(indices), H, W, 3)` RGB frames in the order of the indices.
+
+  Raises:
+    VideoError: as `read_video`.
+  """
+  num_frames = count_frames(path)
+  for _ in range(2):
+    indices = np.asarray(sample_indices(num_frames), np.int64)
+    picked, decoded = None, 0
+    for index, frame in enumerate(iter_decoded_frames(path)):
+      rows = np.flatnonzero(indices == index)
+      if len(rows):
+        rgb = frame.to_ndarray(format='rgb24')
+        if picked is None:  # Filled in place: no second copy to stack.
+          picked = np.empty((len(indices),) + rgb.shape, rgb.dtype)
+        picked[rows] = rgb
+      decoded += 1
+    if decoded == num_frames and picked is not None:
+      return picked
+    num_frames = decoded
+  raise VideoError(path, 'decodes to a different number of frames each time')
 
 
 def uniform_frame_indices(num_frames, max_frames):

@@ -23,9 +23,20 @@ conv_kernel_init = nn.initializers.variance_scaling(2.0, 'fan_out', 'normal')
 torch_linear_kernel_init = nn.initializers.variance_scaling(
     1 / 3, 'fan_in', 'uniform')
 
+# BatchNorm epsilon, PyTorch's; `models.folding` folds with the same.
+BATCH_NORM_EPSILON = 1e-5
+
 
 def _pad(size):
   return ((size, size), (size, size))
+
+
+class _NoNorm(nn.Module):
+  """Where a BatchNorm was before it was folded into its convolution."""
+
+  @nn.compact
+  def __call__(self, x):
+    return x
 
 
 class SqueezeExcite(nn.Module):
@@ -125,16 +136,24 @@ class ResNet(nn.Module):
   num_segments: int = 8
   fold_div: int = 8
   se_reduction: int = 4
+  # False: no BatchNorm layers, and convolutions with a bias instead; the
+  # inference form whose variables `models.folding` makes from a trained
+  # model's (eval mode only).
+  batch_norm: bool = True
   dtype: Any = jnp.float32
 
   @nn.compact
   def __call__(self, x, train: bool = False):
-    conv = functools.partial(nn.Conv, use_bias=False, padding='VALID',
-                             dtype=self.dtype, kernel_init=conv_kernel_init,
+    conv = functools.partial(nn.Conv, use_bias=not self.batch_norm,
+                             padding='VALID', dtype=self.dtype,
+                             kernel_init=conv_kernel_init,
                              conv_general_dilated=ops.conv_or_matmul)
     # Flax momentum is 1 - torch momentum (0.1).
     norm = functools.partial(nn.BatchNorm, use_running_average=not train,
-                             momentum=0.9, epsilon=1e-5, dtype=self.dtype)
+                             momentum=0.9, epsilon=BATCH_NORM_EPSILON,
+                             dtype=self.dtype)
+    if not self.batch_norm:
+      norm = _NoNorm
     mix = functools.partial(TemporalMix, use_se=self.use_se,
                             use_shift=self.use_shift,
                             num_segments=self.num_segments,
