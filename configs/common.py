@@ -99,6 +99,9 @@ def get_base_config():
   config.optim.decay_factor = 0.1
   config.optim.warmup_epochs = 0.0
   config.optim.fc_lr5 = True  # fc_emb_t weight x5, bias x10 (official).
+  # Dense biases learn at this multiple of the learning rate (mmaction2's
+  # rule, as the official MANet trains; configs/mmad.py uses 1).
+  config.optim.bias_lr_multiplier = 2.0
   config.optim.adam_b2 = 0.999  # AdamW only; its b1 is `momentum`.
 
   config.train = ml_collections.ConfigDict()

@@ -6,7 +6,9 @@ r"""Multi-label micro-action detection on MMA-52, on backbone features.
 
 trains the temporal detector (`maxmicro.models.detector`) on per-step
 features of a maxmicro recognition backbone (a MA-52 workdir: trained with
-configs/manet.py, or converted official weights). The features (every 4th
+configs/manet.py, or converted official weights; or ImageNet weights:
+`--config.detection.backbone_init_from=resnet50.pth` in place of the
+workdir). The features (every 4th
 frame, clips of the backbone's T steps) are extracted at the start when
 there are none; `--mode=features` extracts them again (after the backbone
 changed: training refuses stale ones). Then `--mode=eval`, `--mode=predict
@@ -14,7 +16,9 @@ changed: training refuses stale ones). Then `--mode=eval`, `--mode=predict
 
 Sections: `data` (the built `mma52` dataset), `model` (the detector),
 `detection` (backbone, features, windows, loss, decoding), `optim`, `train`,
-`eval`. The recipe follows ActionFormer's (AdamW, lr 1e-4 at batch 16,
+`eval`. `--config.detection.end_to_end=True` trains the backbone with the
+detector, from frames, where memory allows (configs/mmad_demo.py:end_to_end
+on the demo). The recipe follows ActionFormer's (AdamW, lr 1e-4 at batch 16,
 cosine with warmup, weight decay 0.05, clip 1.0): windows of 128 steps hold
 the longest MMA-52 video (451 frames) whole.
 """
@@ -29,19 +33,18 @@ def get_config(arg=None):
   common.parse_arg(arg)  # No variations yet: refuses any argument.
   base = common.get_base_config()
   config = ml_collections.ConfigDict()
-  config.seed = 0
-  # The trainer's ImageNet initialisation of recognition backbones; the
-  # detector starts from scratch, so it stays None.
-  config.init_from = config_dict.placeholder(str)
+  config.seed = base.seed
+  # Recognition's ImageNet initialisation; the detector starts from
+  # scratch, so it stays None (its backbone's weights: config.detection).
+  config.init_from = base.get_ref('init_from')
   # None, or a fake MMA-52 to write and build (configs/mmad_demo.py).
-  config.synthetic_data = None
+  config.synthetic_data = base.synthetic_data
 
-  config.data = ml_collections.ConfigDict()
+  # The base's fields, shared (typed placeholders stay overridable).
+  config.data = ml_collections.ConfigDict({
+      name: base.data.get_ref(name)
+      for name in ('builder_config', 'data_dir', 'train_split', 'eval_split')})
   config.data.dataset = 'mma52'  # Picks the task (maxmicro.tasks.TASKS).
-  config.data.builder_config = 'default'
-  config.data.data_dir = config_dict.placeholder(str)
-  config.data.train_split = 'train'
-  config.data.eval_split = 'validation'
 
   config.model = ml_collections.ConfigDict()  # The TemporalDetector.
   config.model.num_levels = 5  # 128, 64, 32, 16, 8 points.
@@ -56,9 +59,26 @@ def get_config(arg=None):
   config.model.dtype = 'auto'
 
   config.detection = ml_collections.ConfigDict()
-  # A maxmicro recognition workdir whose model computes the features.
+  # The backbone that computes the features, one of: a maxmicro recognition
+  # workdir (and its checkpoint: 'latest', 'best' or a step) ...
   config.detection.backbone_workdir = config_dict.placeholder(str)
-  config.detection.backbone_checkpoint = 'latest'  # Or 'best', or a step.
+  config.detection.backbone_checkpoint = 'latest'
+  # ... or a torchvision ResNet ImageNet state dict (.pth / .safetensors),
+  # loaded into `backbone_config` as recognition's init_from loads it.
+  config.detection.backbone_init_from = config_dict.placeholder(str)
+  # With backbone_init_from: the recognition model (configs/manet.py's
+  # MANet-R50) and its frames' size; a workdir brings its saved config.
+  config.detection.backbone_config = ml_collections.ConfigDict({
+      'model': base.model,
+      'data': {name: base.data[name]
+               for name in ('image_size', 'resize_short_side')}})
+  # False: train the detector on features extracted once. True: train the
+  # backbone's trunk with it, from frames (maxmicro.tasks.
+  # detection_end_to_end), starting from the backbone workdir's weights.
+  config.detection.end_to_end = False
+  # End to end: the trunk's learning rate as a fraction of the detector's
+  # (PointTAD fine-tunes its backbone at 1e-5 beside 2e-4); 0 freezes it.
+  config.detection.backbone_lr_multiplier = 0.05
   # None: <data_dir>/mma52_features/<builder_config>.
   config.detection.features_dir = config_dict.placeholder(str)
   config.detection.frame_stride = 4  # Frames per step.
@@ -92,13 +112,12 @@ def get_config(arg=None):
   config.optim.schedule = 'cosine'
   config.optim.warmup_epochs = 5.0
   config.optim.fc_lr5 = False  # MANet's head rule; the detector has no fc.
+  # One learning rate for all (biases and norms still without decay).
+  config.optim.bias_lr_multiplier = 1.0
 
   config.train = base.train
   config.train.global_batch_size = 16
   config.train.num_epochs = 40
-  config.train.log_every_steps = 50
-  config.train.checkpoint_every_steps = 1000
-  config.train.eval_every_epochs = 5
 
   config.eval = base.eval
   config.eval.global_batch_size = 16  # Windows per batch.

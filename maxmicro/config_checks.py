@@ -18,6 +18,7 @@ import sys
 from absl import flags
 import ml_collections
 
+from maxmicro import labels
 from maxmicro import losses
 from maxmicro import models
 from maxmicro import optim
@@ -69,11 +70,7 @@ def _get(config, dotted):
 
 
 def _has(config, dotted):
-  for key in dotted.split('.'):
-    if not isinstance(config, ml_collections.ConfigDict) or key not in config:
-      return False
-    config = config[key]
-  return True
+  return _describe_unknown(config, dotted) is None
 
 
 def _describe_unknown(config, dotted):
@@ -200,9 +197,10 @@ def _check_detection(config):
   classes = config.detection.classes
   if classes is not None and (
       not classes or len(set(classes)) != len(classes) or
-      not all(isinstance(c, int) and 0 <= c < 52 for c in classes)):
+      not all(isinstance(c, int) and 0 <= c < labels.NUM_ACTIONS
+              for c in classes)):
     raise ValueError(f'config.detection.classes={classes!r} must be None or '
-                     'distinct class ids in 0-51.')
+                     f'distinct class ids in 0-{labels.NUM_ACTIONS - 1}.')
   if config.model.kernel_size % 2 == 0:
     raise ValueError(f'config.model.kernel_size={config.model.kernel_size} '
                      'must be odd.')
@@ -214,4 +212,38 @@ def _check_detection(config):
   if config.init_from:
     raise ValueError(f'config.init_from={config.init_from!r}: the detector '
                      'starts from scratch; its backbone comes from '
-                     'config.detection.backbone_workdir.')
+                     'config.detection.backbone_workdir or '
+                     'config.detection.backbone_init_from.')
+  _check_backbone_source(config.detection)
+  if _has(config, 'detection.end_to_end'):  # Older saved configs lack it.
+    _check_end_to_end(config.detection)
+
+
+def _check_backbone_source(detection):
+  """One source of backbone weights: a workdir or an ImageNet file."""
+  if not _has(detection, 'backbone_init_from'):  # Older saved configs.
+    return
+  if detection.backbone_workdir and detection.backbone_init_from:
+    raise ValueError(
+        f'config.detection.backbone_workdir={detection.backbone_workdir!r} '
+        'and config.detection.backbone_init_from='
+        f'{detection.backbone_init_from!r} both name the backbone; set one '
+        '(clear the other with --config.detection.backbone_workdir= or '
+        '--config.detection.backbone_init_from=).')
+
+
+def _check_end_to_end(detection):
+  """End-to-end detection's fields (configs/mmad.py)."""
+  if not isinstance(detection.end_to_end, bool):
+    raise ValueError(f'config.detection.end_to_end={detection.end_to_end!r} '
+                     'must be True or False.')
+  multiplier = detection.backbone_lr_multiplier
+  if (isinstance(multiplier, bool) or
+      not isinstance(multiplier, (int, float)) or not multiplier >= 0):
+    raise ValueError(f'config.detection.backbone_lr_multiplier={multiplier!r}'
+                     ' must be a number >= 0 (0 freezes the backbone).')
+  if detection.end_to_end and detection.shuffle_train_labels != 'none':
+    raise ValueError(
+        'config.detection.shuffle_train_labels='
+        f'{detection.shuffle_train_labels!r}: the label-shuffling controls '
+        'run on features; set config.detection.end_to_end=False for them.')

@@ -242,7 +242,7 @@ def _reason(error):
   return f'{type(error).__name__}: {(telling or lines or [""])[0]}'
 
 
-def load_backbone_init(path, variables, config):
+def load_backbone_init(path, variables, config, what='config.init_from'):
   """Fresh `variables` with their backbone replaced by the weights in `path`.
 
   The trainer's `config.init_from`: a torchvision ResNet ImageNet state dict
@@ -254,6 +254,7 @@ def load_backbone_init(path, variables, config):
     path: the `.pth` / `.safetensors` file.
     variables: `{'params': ..., 'batch_stats': ...}` from `model.init`.
     config: the run's config.
+    what: the config key that named `path`, for error messages.
 
   Returns:
     `variables` with the converted leaves swapped in; a leaf that was a
@@ -270,13 +271,13 @@ def load_backbone_init(path, variables, config):
     message = str(error)
     prefix = f'{epath.Path(path)}: '
     raise ConversionError(
-        f'config.init_from={path}: {message.removeprefix(prefix)}') from None
+        f'{what}={path}: {message.removeprefix(prefix)}') from None
   flat = flax.traverse_util.flatten_dict(flax.core.unfreeze(variables))
   for leaf_path, value in conversion.variables.items():
     old = flat.get(leaf_path)
     if old is None or tuple(old.shape) != value.shape:
       raise ConversionError(
-          f'config.init_from={path}: {_join(leaf_path)} has shape '
+          f'{what}={path}: {_join(leaf_path)} has shape '
           f'{value.shape}, but the given variables hold '
           f'{None if old is None else tuple(old.shape)}.')
     value = value.astype(old.dtype)

@@ -3,7 +3,9 @@
 `run.py` comes here when the checkpoint's saved config (or `--config`) trains
 on `mma52`. As for recognition (`maxmicro.commands`), a mode finds the
 checkpoint and checks its arguments before it touches any data, and bad
-input ends in one paragraph naming the culprit.
+input ends in one paragraph naming the culprit. A detector trained on a
+features directory reads it (checked against the features it was trained
+on); one trained end to end computes its features with its own trunk.
 """
 
 import dataclasses
@@ -26,7 +28,9 @@ from maxmicro.data import detection_pipeline
 from maxmicro.data import video as video_lib
 from maxmicro.detection import features as features_lib
 from maxmicro.detection import inference
+from maxmicro.detection import provenance
 from maxmicro.tasks import detection
+from maxmicro.tasks import detection_end_to_end
 
 PREDICTIONS_SUBDIR = 'predictions'
 
@@ -38,6 +42,27 @@ class Loaded:
   step: int
   detector: detection.Detector
   variables: object
+  workdir: str
+  # End to end: the checkpoint's own trunk computes the features
+  # (`detection_end_to_end.FrameFeatures`); None: a features directory and
+  # the backbone that made it.
+  frame_features: object = None
+
+  def split_videos(self, split):
+    """The videos of a split with the features the detector reads."""
+    if self.frame_features is not None:
+      return self.frame_features.split_videos(split)
+    check_features_trained_on(self.workdir, self.config)
+    return detection.split_features(self.config, split)
+
+  def feature_computer(self):
+    """What computes the features of a video file's frames."""
+    if self.frame_features is not None:
+      return self.frame_features.computer
+    check_backbone_trained_on(self.workdir, self.config)
+    return features_lib.FeatureComputer(
+        features_lib.open_backbone(self.config),
+        self.config.detection.features_batch_size)
 
 
 def abstract_variables(model, config, feature_dim):
@@ -55,6 +80,11 @@ def load(workdir, config=None, which='latest'):
   try:
     config = commands.resolve_config(saved, config)
     config_checks.check_config(config, training=False)
+    if detection_end_to_end.is_end_to_end(config):
+      detector, variables, frame_features = (
+          detection_end_to_end.restore_for_inference(manager, step, config))
+      return Loaded(config, step, detector, variables, workdir,
+                    frame_features)
     backbone = features_lib.open_backbone(config, with_variables=False)
     mesh = sharding.make_mesh()
     model = detection.build_detector(config)
@@ -67,7 +97,46 @@ def load(workdir, config=None, which='latest'):
   finally:
     manager.close()
   return Loaded(config, step, detection.Detector(config, model, mesh,
-                                                 shardings), variables)
+                                                 shardings), variables,
+                workdir)
+
+
+def _note_unchecked(workdir):
+  if jax.process_index() == 0:
+    print(f'note: {workdir} has no {provenance.RECORD_NAME} (trained before '
+          'maxmicro recorded it), so nothing checks that the features are '
+          'the ones its detector was trained on.')
+
+
+def check_features_trained_on(workdir, config):
+  """Eval and submit: refuses a features directory whose features are not
+  the ones the detector was trained on (re-extracted since, by another
+  backbone or checkpoint step)."""
+  meta = features_lib.check_features(config)
+  directory = features_lib.features_dir(config)
+  checked = provenance.check(
+      workdir, meta['identity'], what=f'the features in {directory}',
+      remedy='Extract the features it was trained on again (python run.py '
+      '--mode=features with the recorded backbone, into a directory of '
+      'their own: config.detection.features_dir) and pass that config with '
+      '--config, or train a detector on the current features.')
+  if not checked:
+    _note_unchecked(workdir)
+
+
+def check_backbone_trained_on(workdir, config):
+  """Predict: refuses a backbone (workdir, checkpoint step, weights file)
+  other than the one whose features the detector was trained on."""
+  current = features_lib.open_backbone(config, with_variables=False)
+  checked = provenance.check(
+      workdir, current.identity(config),
+      what='the features its backbone computes now',
+      remedy='Its backbone has changed since (a newer checkpoint, another '
+      'workdir or weights file): restore the recorded one, or train a '
+      'detector on features of the current backbone.',
+      ignore=('dataset',))  # Predict reads video files, not the dataset.
+  if not checked:
+    _note_unchecked(workdir)
 
 
 def format_map_table(metrics):
@@ -87,23 +156,22 @@ def evaluate(flags):
     raise ValueError(f'--split={split}: MMA-52 evaluates on train or '
                      'validation (test is unlabelled; write its submission '
                      'with --mode=submit).')
-  features_lib.check_features(loaded.config)
-  videos = detection.split_features(loaded.config, split)
+  videos = loaded.split_videos(split)
   detections = loaded.detector(loaded.variables, videos)
   metrics = inference.detection_metrics(detections, videos,
                                         loaded.detector.classes)
   detection.write_eval_report(flags.workdir, split, loaded.step, metrics,
                               detections)
   print(f'{split} mAP of checkpoint step {loaded.step} ({len(videos)} '
-        f'videos, {len(loaded.detector.classes)} classes; percent):')
+        f'videos, {len(loaded.detector.classes)} classes; percent'
+        f'{"; end to end" if loaded.frame_features is not None else ""}):')
   print(format_map_table(metrics))
 
 
 def submit_mode(flags):
   """`--mode=submit`: detects on test, writes prediction.csv and the zip."""
   loaded = load(flags.workdir, flags.config, flags.checkpoint)
-  features_lib.check_features(loaded.config)
-  videos = detection.split_features(loaded.config, 'test')
+  videos = loaded.split_videos('test')
   detections = loaded.detector(loaded.variables, videos)
   rows = inference.submission_rows(detections)
   zip_path = os.path.join(os.path.abspath(flags.workdir), submit.ZIP_NAME)
@@ -116,9 +184,7 @@ def submit_mode(flags):
 def detect_files(loaded, paths):
   """`{path: (detections, duration)}` of video files, features computed
   by the backbone as extraction computes them."""
-  backbone = features_lib.open_backbone(loaded.config)
-  computer = features_lib.FeatureComputer(
-      backbone, loaded.config.detection.features_batch_size)
+  computer = loaded.feature_computer()
   results = {}
   for path in paths:
     frames = video_lib.read_video(path)
@@ -144,7 +210,6 @@ def predict(flags):
                      'folder of them).')
   paths = predict_lib.find_videos(flags.video)
   loaded = load(flags.workdir, None, flags.checkpoint)
-  features_lib.check_features(loaded.config)
   plot_dir = os.path.join(flags.workdir, PREDICTIONS_SUBDIR)
   os.makedirs(plot_dir, exist_ok=True)
   report = {}
@@ -190,3 +255,4 @@ def extract(flags):
 # run.py's modes for a detection workdir.
 MODES = {'eval': evaluate, 'predict': predict, 'submit': submit_mode,
          'features': extract}
+

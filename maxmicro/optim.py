@@ -5,15 +5,21 @@ Parameter groups are those of mmaction2's `TSMOptimizerConstructor` with
 
   group        what                               lr     weight decay
   weight       conv and Dense kernels             x1     yes
-  bias         Dense biases                       x2     no
+  bias         Dense biases                       x2 (*) no
   norm         BatchNorm scale and bias           x1     no
   lr5_weight   `fc_emb_t` kernel (fc_lr5)         x5     yes
   lr10_bias    `fc_emb_t` bias (fc_lr5)           x10    no
   label_vectors  learnable label vectors          x1     no
 
 `fc_emb_t` is the last Linear layer in the official module order, which is
-the one `fc_lr5` singles out. Gradients are clipped by their global norm
-before weight decay (mmcv's `OptimizerHook` clips, then `SGD.step` decays).
+the one `fc_lr5` singles out. (*) The bias multiplier is
+`config.optim.bias_lr_multiplier`: 2 in MANet's recipe, 1 in the detector's
+(ActionFormer trains every parameter at one learning rate, with no weight
+decay on biases and norm parameters). Gradients are clipped by their global
+norm before weight decay (mmcv's `OptimizerHook` clips, then `SGD.step`
+decays). A task may scale the learning rate of a whole module on top of its
+groups (`module_multipliers`; end-to-end detection's backbone at x0.05):
+its parameters then fall in groups named `<module>/<group>`.
 
 The learning rate is a function of the train step, passed to the update as
 `tx.update(grads, opt_state, params, step=state.step)`, not of an optax
@@ -28,7 +34,8 @@ import optax
 
 # The layer `fc_lr5` boosts: the last Linear layer in MANet's module order.
 LR5_LAYER = 'fc_emb_t'
-# name: (learning-rate multiplier, weight decay on)
+# name: (learning-rate multiplier, weight decay on); MANet's values, the bias
+# multiplier replaced by `config.optim.bias_lr_multiplier` (`group_settings`).
 GROUPS = {
     'weight': (1.0, True),
     'bias': (2.0, False),
@@ -138,23 +145,58 @@ def _group_transform(optim_config, schedule, multiplier, decay):
       *decayed, scaled)
 
 
-def make_optimizer(optim_config, schedule):
+def group_settings(optim_config):
+  """`GROUPS` with the bias group's multiplier that `optim_config` asks for."""
+  return {**GROUPS, 'bias': (optim_config.bias_lr_multiplier, False)}
+
+
+def scale_modules(groups, module_multipliers):
+  """Group names under `groups['model'][module]` prefixed `module/`, for
+  each module of `module_multipliers` (whose groups get their own lr).
+
+  Raises:
+    ValueError: a module is not at the top of the model's parameters.
+  """
+  if not module_multipliers:
+    return groups
+  model = dict(groups['model'])
+  for module in module_multipliers:
+    if module not in model:
+      raise ValueError(f'no module {module!r} to scale the learning rate of; '
+                       f'the model has {", ".join(sorted(model))}.')
+    model[module] = jax.tree.map(lambda group: f'{module}/{group}',
+                                 model[module])
+  return {**groups, 'model': model}
+
+
+def make_optimizer(optim_config, schedule, module_multipliers=None):
   """Global-norm clipping, then per-group SGD-momentum or AdamW.
 
   Args:
     optim_config: `config.optim`.
     schedule: the base-group learning rate of the step (`make_schedule`).
+    module_multipliers: `{module: multiplier}` for modules at the top of the
+      model's parameters (end-to-end detection's `backbone`): every group of
+      their parameters gets its learning rate times the multiplier, weight
+      decay as its group says (`scale_modules`).
 
   Returns:
     An `optax.GradientTransformationExtraArgs` over a trainable tree
     `{'model': params, ['label_vectors': (52, D)]}`, updated with
     `tx.update(grads, opt_state, params, step=train_step)`.
   """
+  module_multipliers = module_multipliers or {}
   transforms = {
       name: _group_transform(optim_config, schedule, multiplier, decay)
-      for name, (multiplier, decay) in GROUPS.items()}
+      for name, (multiplier, decay) in group_settings(optim_config).items()}
+  transforms.update({
+      f'{module}/{name}': _group_transform(
+          optim_config, schedule, scale * multiplier, decay)
+      for module, scale in module_multipliers.items()
+      for name, (multiplier, decay) in group_settings(optim_config).items()})
   clip = ([optax.clip_by_global_norm(optim_config.grad_clip_norm)]
           if optim_config.grad_clip_norm else [])
   return optax.chain(*clip, optax.multi_transform(
       transforms,
-      lambda params: parameter_groups(params, optim_config.fc_lr5)))
+      lambda params: scale_modules(
+          parameter_groups(params, optim_config.fc_lr5), module_multipliers)))

@@ -170,6 +170,19 @@ def _allgather(tree, what):
         'other processes\' output for the first error.') from None
 
 
+def wait_for_all_processes(what):
+  """Returns once every process has called it (with the same `what`)."""
+  if jax.process_count() > 1:
+    try:
+      multihost_utils.sync_global_devices(what)
+    except Exception as error:  # pylint: disable=broad-exception-caught
+      raise CollectiveError(
+          f'waiting for all processes ({what}) failed on '
+          f'{_launch_settings()}: {type(error).__name__}: '
+          f'{(str(error).strip().splitlines() or [""])[0]}; check the other '
+          'processes\' output for the first error.') from None
+
+
 def gather_to_all(tree, what='arrays'):
   """Concatenates process-local numpy arrays over processes, in process order.
 

@@ -5,7 +5,8 @@ starts), `initial_state` (the resume order), the step `Cadence`, then
 `train_and_evaluate(config, workdir)`,
 which builds the mesh, restores or initialises the state, trains, evaluates
 every `config.train.eval_every_epochs` and at the end, and checkpoints. What
-differs between tasks (model, loss, data, evaluation) comes from the task
+differs between tasks (model, loss, data, evaluation, pretrained modules and
+per-module learning rates) comes from the task
 (`maxmicro.tasks`); the loop knows nothing of MA-52.
 
 Faults (see README "Faults"): SIGTERM saves the step and raises
@@ -130,7 +131,9 @@ def make_trainer(config, task, mesh, num_train_examples):
   schedule = optim.make_schedule(
       config.optim, global_batch_size=global_batch,
       steps_per_epoch=steps_per_epoch, total_steps=total_steps)
-  tx = optim.make_optimizer(config.optim, schedule)
+  tx = optim.make_optimizer(
+      config.optim, schedule,
+      module_multipliers=task.learning_rate_multipliers())
   create_state = functools.partial(
       train_state.create_train_state, model=task.model, tx=tx,
       input_shape=task.input_shape, extra_params=task.extra_params())
@@ -144,9 +147,33 @@ def make_trainer(config, task, mesh, num_train_examples):
                  abstract_state=abstract_state)
 
 
+def load_pretrained(state, pretrained, variables_shardings):
+  """`state` with whole modules of its model replaced by `pretrained`
+  (`{collection: {module: tree}}`), placed as the state's variables are.
+
+  Raises:
+    ValueError: a module's tree differs from the model's in structure or
+      shapes.
+  """
+  variables = {collection: dict(modules)
+               for collection, modules in state.variables.items()}
+  for collection, modules in pretrained.items():
+    for module, tree in modules.items():
+      expected = variables[collection].get(module)
+      if (jax.tree.structure(tree) != jax.tree.structure(expected) or
+          [leaf.shape for leaf in jax.tree.leaves(tree)] !=
+          [leaf.shape for leaf in jax.tree.leaves(expected)]):
+        raise ValueError(f'the pretrained {collection}/{module} do not fit '
+                         'the model\'s (another architecture?).')
+      variables[collection][module] = jax.device_put(
+          jax.device_get(tree), variables_shardings[collection][module])
+  return state.with_variables(variables)
+
+
 def initial_state(trainer, manager, iterator, rng, log):
   """Resume order: this workdir's latest checkpoint (`restore_latest`), else
-  `config.init_from` backbone weights, else a fresh initialisation."""
+  a fresh initialisation with `config.init_from` backbone weights and the
+  task's pretrained modules (`task.pretrained_variables`) loaded."""
   state, _ = checkpoint.restore_latest(
       manager, trainer.abstract_state, lambda: trainer.init_state(rng),
       iterator, log)
@@ -161,6 +188,11 @@ def initial_state(trainer, manager, iterator, rng, log):
         trainer.config)
     state = state.with_variables(jax.device_put(
         variables, checkpoint.state_to_items(trainer.state_shardings)[0]))
+  pretrained = trainer.task.pretrained_variables(log)
+  if pretrained:
+    state = load_pretrained(
+        state, pretrained,
+        checkpoint.state_to_items(trainer.state_shardings)[0])
   return state
 
 

@@ -127,7 +127,7 @@ def test_train_iterator_batches_and_seed(tmp_path):
   writer.close()
   stored = pipeline.SplitFeatures(str(tmp_path), 'train')
   make = lambda seed: pipeline.make_train_iterator(  # noqa: E731
-      stored, spec(), per_process_batch_size=2, seed=seed, process_index=0,
+      stored, pipeline.TrainWindow(spec()), per_process_batch_size=2, seed=seed, process_index=0,
       process_count=1)
   first = next(make(0))
   assert first['features'].shape == (2, 6, 3)

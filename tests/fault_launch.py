@@ -1,6 +1,8 @@
-"""Launching `tests/faults_child.py` (run.py with a fault) from the fault tests."""
+"""Launching `tests/faults_child.py` (run.py with a fault) from the fault
+tests, alone or as several processes of one multi-process launch."""
 
 import os
+import socket
 import subprocess
 import sys
 
@@ -50,6 +52,29 @@ def run(args, timeout=300, **env_kwargs):
   process = start(args, **env_kwargs)
   stdout, stderr = process.communicate(timeout=timeout)
   return process.returncode, stdout, stderr
+
+
+def free_port():
+  with socket.socket() as sock:
+    sock.bind(('localhost', 0))
+    return sock.getsockname()[1]
+
+
+def launch(count, args, cache, env_of=lambda index: {}):
+  """`count` children of one multi-process launch (`jax.distributed` on
+  localhost; `cache`: a compilation cache directory they share, as they
+  compile the same programs; `env_of(index)`: more environment for process
+  `index`); returns their `(returncode, stdout, stderr)`."""
+  port = free_port()
+  children = [start(
+      args, JAX_COORDINATOR_ADDRESS=f'localhost:{port}',
+      JAX_NUM_PROCESSES=str(count), JAX_PROCESS_ID=str(index),
+      JAX_COMPILATION_CACHE_DIR=cache,
+      JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS='0',
+      **env_of(index)) for index in range(count)]
+  outputs = [child.communicate(timeout=300) for child in children]
+  return [(child.returncode, *output)
+          for child, output in zip(children, outputs)]
 
 
 def checkpoint_variables(workdir, step):

@@ -9,7 +9,6 @@ import csv
 import json
 import re
 import shutil
-import socket
 import subprocess
 import sys
 
@@ -30,12 +29,6 @@ from tests import tiny_run
 
 pytestmark = pytest.mark.usefixtures('fast_compile')
 fast_compile = tiny_run.fast_compile
-
-
-def _free_port():
-  with socket.socket() as sock:
-    sock.bind(('localhost', 0))
-    return sock.getsockname()[1]
 
 
 def _reads(path):
@@ -64,29 +57,13 @@ def compilation_cache(tmp_path_factory):
   return str(tmp_path_factory.mktemp('jit_cache'))
 
 
-def _launch(count, args, cache, env_of=lambda index: {}):
-  """`count` run.py processes of one multi-process launch (`cache`: the
-  compilation cache directory; `env_of(index)`: more environment for process
-  `index`); returns their `(returncode, stdout, stderr)`."""
-  port = _free_port()
-  children = [fault_launch.start(
-      args, JAX_COORDINATOR_ADDRESS=f'localhost:{port}',
-      JAX_NUM_PROCESSES=str(count), JAX_PROCESS_ID=str(index),
-      JAX_COMPILATION_CACHE_DIR=cache,
-      JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS='0',
-      **env_of(index)) for index in range(count)]
-  outputs = [child.communicate(timeout=300) for child in children]
-  return [(child.returncode, *output)
-          for child, output in zip(children, outputs)]
-
-
 @pytest.fixture(scope='module')
 def two_process_run(built_fake_ma52, compilation_cache, tmp_path_factory):
   """The tiny run trained by two processes, uninterrupted: its workdir and
   the files of the record ids each process read."""
   directory = tmp_path_factory.mktemp('two_processes')
   reads = [directory / f'reads_{index}.txt' for index in (0, 1)]
-  outcomes = _launch(
+  outcomes = fault_launch.launch(
       2, fault_launch.tiny_flags(built_fake_ma52, directory / 'run'),
       compilation_cache, env_of=lambda index: {'MAXMICRO_RECORD_READS': str(reads[index])})
   for code, out, err in outcomes:
@@ -141,8 +118,9 @@ def test_sigterm_to_one_of_two_processes_stops_both_at_one_step(
   reference, _ = two_process_run
   workdir = tmp_path / 'run'
   flags = fault_launch.tiny_flags(built_fake_ma52, workdir)
-  outcomes = _launch(2, flags, compilation_cache, env_of=lambda index: (
-      {'fault': 'sigterm_after_step:1'} if index == 0 else {}))
+  outcomes = fault_launch.launch(
+      2, flags, compilation_cache, env_of=lambda index: (
+          {'fault': 'sigterm_after_step:1'} if index == 0 else {}))
   stops = set()
   for index, (code, out, err) in enumerate(outcomes):
     assert code == preemption.EXIT_PREEMPTED, (index, out, err)
@@ -159,7 +137,7 @@ def test_sigterm_to_one_of_two_processes_stops_both_at_one_step(
                                                              'train'))
   assert saved == int(stop)
   assert (workdir / 'checkpoints' / stop).is_dir()
-  outcomes = _launch(2, flags, compilation_cache)
+  outcomes = fault_launch.launch(2, flags, compilation_cache)
   for index, (code, out, err) in enumerate(outcomes):
     assert code == 0, (index, out, err)
   assert (f'resuming from step {stop}' in outcomes[0][1] or
@@ -187,7 +165,8 @@ def test_three_processes_evaluate_and_submit_as_one(
   flags = fault_launch.tiny_flags(built_fake_ma52, three,
                                   **{'eval.global_batch_size': 6})
   for mode in ('eval', 'submit'):
-    outcomes = _launch(3, flags + [f'--mode={mode}'], compilation_cache)
+    outcomes = fault_launch.launch(3, flags + [f'--mode={mode}'],
+                                   compilation_cache)
     for index, (code, out, err) in enumerate(outcomes):
       assert code == 0, (mode, index, out, err)
   with open(three / 'eval' / f'validation_step{tiny_run.NUM_STEPS}'
@@ -223,7 +202,7 @@ def test_gathering_unequal_shapes_is_one_paragraph_on_every_process():
   """What `gather_to_all` needs (equal shapes everywhere) is checked with a
   fixed-shape collective first: unequal shapes end every process with one
   paragraph naming the shapes and the launch, not an abort in gloo."""
-  port = _free_port()
+  port = fault_launch.free_port()
   children = [subprocess.Popen(
       [sys.executable, '-c', _GATHER_CHILD], cwd=cpu_devices.REPO_ROOT,
       env=fault_launch.environment(

@@ -7,6 +7,7 @@ import optax
 import pytest
 
 from configs import manet
+from configs import mmad
 from maxmicro import models
 from maxmicro import optim
 from maxmicro import train
@@ -77,6 +78,25 @@ def test_group_learning_rates_and_decay(name):
     np.testing.assert_allclose(updates[layer][leaf],
                                -learning_rate * multiplier * step, rtol=1e-5,
                                err_msg=f'{layer}/{leaf}')
+
+
+def test_detector_recipe_has_one_learning_rate():
+  """configs/mmad.py (ActionFormer's recipe): biases at the base learning
+  rate like every other parameter, and without weight decay like norms."""
+  params = {'model': {
+      'head': {'kernel': jnp.ones((2, 2)), 'bias': jnp.ones(2)},
+      'bn1': {'scale': jnp.ones(2)}}}
+  grads = jax.tree.map(lambda p: 0.5 * jnp.ones_like(p), params)
+  config = mmad.get_config().optim
+  config.update(grad_clip_norm=0.0)
+  tx = optim.make_optimizer(config, lambda step: 0.1)
+  updates, _ = tx.update(grads, tx.init(params), params, step=0)
+  updates = jax.device_get(updates['model'])
+  # AdamW's first step normalises the gradient to 1 (up to eps).
+  np.testing.assert_allclose(updates['head']['bias'], -0.1, rtol=1e-5)
+  np.testing.assert_allclose(updates['bn1']['scale'], -0.1, rtol=1e-5)
+  np.testing.assert_allclose(updates['head']['kernel'],
+                             -0.1 * (1 + config.weight_decay), rtol=1e-5)
 
 
 def test_gradients_clipped_by_global_norm_first():

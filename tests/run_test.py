@@ -3,22 +3,11 @@
 import csv
 import json
 import os
-import subprocess
-import sys
 import zipfile
 
 
 from maxmicro import reporting
-from tests import cpu_devices
 from tests import tiny_run
-
-
-def _run(*args, timeout=300):
-  env = dict(os.environ, PYTHONPATH=cpu_devices.REPO_ROOT, JAX_PLATFORMS='cpu',
-             JAX_DISABLE_MOST_OPTIMIZATIONS='1')
-  return subprocess.run([sys.executable, 'run.py', *args],
-                        cwd=cpu_devices.REPO_ROOT, env=env, capture_output=True,
-                        text=True, timeout=timeout, check=False)
 
 
 def _assert_clean_error(result, *fragments):
@@ -30,13 +19,14 @@ def _assert_clean_error(result, *fragments):
 
 def test_eval_predict_submit(built_fake_ma52):
   workdir, trained_metrics, _ = tiny_run.trained_workdir(built_fake_ma52)
-  result = _run(f'--workdir={workdir}', '--mode=eval')
+  result = tiny_run.run_py(f'--workdir={workdir}', '--mode=eval')
   assert result.returncode == 0, result.stderr
   assert 'f1_mean' in result.stdout
   assert f'{100 * trained_metrics["f1_mean"]:6.2f}' in result.stdout
 
   video = sorted((built_fake_ma52.manual_dir / 'videos_val').glob('*.mp4'))[0]
-  result = _run(f'--workdir={workdir}', '--mode=predict', f'--video={video}')
+  result = tiny_run.run_py(f'--workdir={workdir}', '--mode=predict',
+                           f'--video={video}')
   assert result.returncode == 0, result.stderr
   assert '  5. ' in result.stdout
   with open(os.path.join(workdir, 'predictions.json')) as file:
@@ -44,7 +34,7 @@ def test_eval_predict_submit(built_fake_ma52):
   assert [row['rank'] for row in rows] == [1, 2, 3, 4, 5]
   assert all(row['name'] in result.stdout for row in rows)
 
-  result = _run(f'--workdir={workdir}', '--mode=submit')
+  result = tiny_run.run_py(f'--workdir={workdir}', '--mode=submit')
   assert result.returncode == 0, result.stderr
   with zipfile.ZipFile(os.path.join(workdir, 'submission.zip')) as archive:
     assert archive.namelist() == ['prediction.csv']
@@ -57,19 +47,20 @@ def test_eval_predict_submit(built_fake_ma52):
 
 def test_bad_input_ends_in_a_message(built_fake_ma52, tmp_path):
   workdir, _, _ = tiny_run.trained_workdir(built_fake_ma52)
-  _assert_clean_error(_run(f'--workdir={tmp_path / "none"}', '--mode=eval'),
+  run = tiny_run.run_py
+  _assert_clean_error(run(f'--workdir={tmp_path / "none"}', '--mode=eval'),
                       'does not exist')
-  _assert_clean_error(_run(f'--workdir={tmp_path}', '--mode=submit'),
+  _assert_clean_error(run(f'--workdir={tmp_path}', '--mode=submit'),
                       'no checkpoint in')
-  _assert_clean_error(_run(f'--workdir={workdir}', '--mode=predict'),
+  _assert_clean_error(run(f'--workdir={workdir}', '--mode=predict'),
                       '--video')
-  _assert_clean_error(_run(f'--workdir={workdir}', '--mode=predict',
-                           f'--video={tmp_path / "x.mp4"}'), 'x.mp4')
-  _assert_clean_error(_run(f'--workdir={workdir}', '--mode=eval',
-                           '--split=test'), 'no ground-truth labels')
-  _assert_clean_error(_run(f'--workdir={tmp_path}'), 'needs --config')
+  _assert_clean_error(run(f'--workdir={workdir}', '--mode=predict',
+                          f'--video={tmp_path / "x.mp4"}'), 'x.mp4')
+  _assert_clean_error(run(f'--workdir={workdir}', '--mode=eval',
+                          '--split=test'), 'no ground-truth labels')
+  _assert_clean_error(run(f'--workdir={tmp_path}'), 'needs --config')
   _assert_clean_error(
-      _run('--config=configs/manet.py:tiny', f'--workdir={tmp_path}',
-           f'--config.data.data_dir={tmp_path / "empty"}'),
+      run('--config=configs/manet.py:tiny', f'--workdir={tmp_path}',
+          f'--config.data.data_dir={tmp_path / "empty"}'),
       'is not built', 'python -m maxmicro.data.build', 'configs/demo.py')
   assert not reporting.read_metrics(str(tmp_path))

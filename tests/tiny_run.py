@@ -7,13 +7,23 @@ returns the workdir; test modules share it through the cache.
 
 import contextlib
 import functools
+import os
+import subprocess
+import sys
 import tempfile
 
 import jax
+import numpy as np
 import pytest
 
 from configs import manet
+from configs import mmad
+from maxmicro import checkpoint
+from maxmicro import models
 from maxmicro import train
+from maxmicro.data import build
+from maxmicro.data import synthetic
+from tests import cpu_devices
 
 NUM_STEPS = 4
 
@@ -103,3 +113,55 @@ def trained_workdir(built):
   """`(workdir, final validation metrics, logged lines)` of the shared run."""
   return _trained(str(built.data_dir), built.builder_config,
                   str(built.manual_dir))
+
+
+def run_py(*args, timeout=300):
+  """`python run.py *args` on CPU with the tests' fast compile; returns the
+  `subprocess.CompletedProcess` (text output captured, never raising)."""
+  env = dict(os.environ, PYTHONPATH=cpu_devices.REPO_ROOT, JAX_PLATFORMS='cpu',
+             JAX_DISABLE_MOST_OPTIMIZATIONS='1')
+  return subprocess.run([sys.executable, 'run.py', *args],
+                        cwd=cpu_devices.REPO_ROOT, env=env,
+                        capture_output=True, text=True, timeout=timeout,
+                        check=False)
+
+
+def tiny_backbone_variables():
+  """The untrained tiny MANet's variables (the same on every call)."""
+  backbone = manet.get_config('tiny')
+  model = models.build_model(backbone)
+  return model.init(jax.random.key(0),
+                    np.zeros(models.input_shape(backbone), np.float32))
+
+
+def build_tiny_mma52(root, classes):
+  """A tiny fake MMA-52 of `classes` under `root`: videos in `raw/`, built
+  as `mma52/small` in `tfds/`, and an untrained tiny backbone workdir in
+  `backbone/`. Returns `root`."""
+  synthetic.write_fake_mma52(
+      root / 'raw', videos_per_split=(6, 3, 3), size=(40, 48),
+      num_frames=(30, 60), instances_per_video=(1, 3), instance_frames=(8, 25),
+      classes=list(classes), seed=0)
+  build.prepare_mma52(root / 'raw', root / 'tfds', 'small',
+                      num_decode_workers=1)
+  checkpoint.save_variables(root / 'backbone', tiny_backbone_variables(),
+                            manet.get_config('tiny'))
+  return root
+
+
+def tiny_mma52_config(root, classes):
+  """configs/mmad.py on `build_tiny_mma52(root, classes)`: a tiny detector
+  on the tiny backbone, short windows; unlocked, for the test to adjust."""
+  config = mmad.get_config()
+  config.data.data_dir = str(root / 'tfds')
+  config.data.builder_config = 'small'
+  config.model.update(num_levels=2, width=16, head_depth=1,
+                      attention_window=None)
+  config.detection.update(
+      backbone_workdir=str(root / 'backbone'), window_size=8,
+      eval_window_stride=4, max_instances=4, classes=tuple(classes),
+      candidates_per_window=50, features_batch_size=4)
+  config.optim.warmup_epochs = 0.0
+  config.train.global_batch_size = 2
+  config.eval.global_batch_size = 4
+  return config

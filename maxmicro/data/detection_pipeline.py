@@ -139,6 +139,14 @@ def read_meta(directory, *, how_to_extract):
     return json.load(file)
 
 
+def identity_differences(found, expected, ignore=()):
+  """`key=found (now expected)` for each field of two identities that
+  differs (`ignore` left out); empty when they agree."""
+  return [f'{key}={found.get(key)!r} (now {expected.get(key)!r})'
+          for key in sorted(set(found) | set(expected))
+          if key not in ignore and found.get(key) != expected.get(key)]
+
+
 def check_identity(meta, expected, directory, *, how_to_extract):
   """Refuses features made by another backbone, stride or dataset.
 
@@ -146,14 +154,11 @@ def check_identity(meta, expected, directory, *, how_to_extract):
     FeaturesError: naming every field of `meta['identity']` that differs
       from `expected`.
   """
-  found = meta.get('identity', {})
-  differing = sorted(key for key in set(found) | set(expected)
-                     if found.get(key) != expected.get(key))
+  differing = identity_differences(meta.get('identity', {}), expected)
   if differing:
     raise FeaturesError(
         f'the features in {directory} are stale: they were extracted with ' +
-        '; '.join(f'{key}={found.get(key)!r} (now {expected.get(key)!r})'
-                  for key in differing) + f'. {how_to_extract}')
+        '; '.join(differing) + f'. {how_to_extract}')
 
 
 # The control runs' label shuffles (`config.detection.shuffle_train_labels`).
@@ -279,20 +284,33 @@ def window_example(video, start, spec):
   length = len(features)
   window = {'features': np.zeros((size, features.shape[1]), np.float32),
             'mask': np.arange(size) < length,
-            'segments': np.zeros((spec.max_instances, 2), np.float32),
-            'labels': np.zeros(spec.max_instances, np.int32),
-            'valid': np.zeros(spec.max_instances, bool)}
+            **window_instances(video, start, length, spec)}
   window['features'][:length] = features
+  return window
+
+
+def window_instances(video, start, length, spec):
+  """The instances of `video` in its window from step `start` with `length`
+  real steps: clipped to them, in steps from `start`, padded to K.
+
+  Returns:
+    `segments` float32 `(K, 2)`, `labels` int32 `(K,)` (detector indices),
+    `valid` bool `(K,)`. Instances of classes not trained, and any past the
+    K-th, are left out.
+  """
+  instances = {'segments': np.zeros((spec.max_instances, 2), np.float32),
+               'labels': np.zeros(spec.max_instances, np.int32),
+               'valid': np.zeros(spec.max_instances, bool)}
   steps = (np.asarray(video['segments'], np.float64) * video['fps'] /
            spec.frame_stride - start)
   steps = np.clip(steps, 0, length)
   labels = spec.class_index[np.asarray(video['labels'], np.int64)]
   keep = np.flatnonzero((steps[:, 1] > steps[:, 0]) &
                         (labels >= 0))[:spec.max_instances]
-  window['segments'][:len(keep)] = steps[keep]
-  window['labels'][:len(keep)] = labels[keep]
-  window['valid'][:len(keep)] = True
-  return window
+  instances['segments'][:len(keep)] = steps[keep]
+  instances['labels'][:len(keep)] = labels[keep]
+  instances['valid'][:len(keep)] = True
+  return instances
 
 
 class TrainWindow(grain.transforms.RandomMap):
@@ -313,22 +331,31 @@ def _process_range(size, process_index, process_count):
           size * (process_index + 1) // process_count)
 
 
-def make_train_iterator(split_features, spec, *, per_process_batch_size, seed,
+def make_train_iterator(source, window, *, per_process_batch_size, seed,
                         process_index, process_count):
   """An endless, checkpointable iterator of this process' training windows.
 
+  Args:
+    source: the training videos: `SplitFeatures`, or the records that
+      end-to-end training reads (`records.Mma52Records`).
+    window: a grain `RandomMapTransform` cutting one random window of a
+      video: `TrainWindow(spec)` of features, or
+      `frame_windows.TrainFrameWindow` of frames.
+    per_process_batch_size, seed, process_index, process_count: as named;
+      each process reads its contiguous share of the videos.
+
   Returns:
-    A `grain.DatasetIterator` of dicts of `window_example`'s arrays with a
-    leading batch dimension B; epochs (one window per video) reshuffled.
+    A `grain.DatasetIterator` of dicts of the window's arrays with a leading
+    batch dimension B; epochs (one window per video) reshuffled. The same
+    seed gives the same batches.
   """
-  first, stop = _process_range(len(split_features), process_index,
-                               process_count)
+  first, stop = _process_range(len(source), process_index, process_count)
   process_seed = int(np.random.SeedSequence(
       [seed, process_index]).generate_state(1)[0])
   dataset = (
-      grain.MapDataset.source(split_features)[first:stop]
+      grain.MapDataset.source(source)[first:stop]
       .shuffle(seed=process_seed)
-      .random_map(TrainWindow(spec), seed=process_seed)
+      .random_map(window, seed=process_seed)
       .repeat()
       .to_iter_dataset(grain.ReadOptions(
           num_threads=1, prefetch_buffer_size=per_process_batch_size))

@@ -94,17 +94,22 @@ def read_video(path):
   return np.stack(list(iter_frames(path)))
 
 
+def _check_decodes(path):
+  """Raises `VideoError` naming `path` unless its first frame decodes."""
+  frames = iter_decoded_frames(path)
+  try:
+    next(frames)
+  finally:
+    frames.close()
+
+
 def frame_rate(path):
   """Frames per second of the first video stream of `path`.
 
   Raises:
     VideoError: as `read_video`, or the stream has no frame rate.
   """
-  frames = iter_frames(path)
-  try:
-    next(frames)  # Opens and checks the file, naming it on errors.
-  finally:
-    frames.close()
+  _check_decodes(path)
   with av.open(os.fspath(path)) as container:
     rate = container.streams.video[0].average_rate
   if not rate:
@@ -122,11 +127,7 @@ def count_frames(path):
   Raises:
     VideoError: as `read_video`.
   """
-  frames = iter_decoded_frames(path)
-  try:
-    next(frames)  # Opens and checks the file, naming it on errors.
-  finally:
-    frames.close()
+  _check_decodes(path)
   with av.open(os.fspath(path)) as container:
     stream = container.streams.video[0]
     if stream.frames > 0:

@@ -1,37 +1,47 @@
 """Per-step backbone features of MMA-52 videos, extracted once.
 
 The backbone is the per-frame trunk of a maxmicro video model (MANet, TSM or
-TSN, `models.build_model`) restored from a recognition workdir
+TSN, `models.build_model`): restored from a recognition workdir
 (`config.detection.backbone_workdir`: trained by maxmicro on MA-52, or
-converted official weights). A video's frames at `frame_stride` are
-preprocessed as evaluation does (short side resized, centre crop) and cut
-into clips of the model's T consecutive steps, the last clip padded with its
-last frame: the temporal shift then mixes neighbouring steps as it did in
-training. A step's feature is the trunk's pooled output for its frame (the
-`features` the recognition heads read), before any averaging over time.
+converted official weights), or ImageNet weights
+(`config.detection.backbone_init_from`); see `backbones`. A video's frames
+at `frame_stride` are preprocessed as evaluation does (short side resized,
+centre crop) and cut into clips of the model's T consecutive steps, the last
+clip padded with its last frame: the temporal shift then mixes neighbouring
+steps as it did in training. A step's feature is the trunk's pooled output
+for its frame (the `features` the recognition heads read), before any
+averaging over time.
 
-The features directory records what made it (`identity`: backbone workdir,
-checkpoint step and model, preprocessing, dataset, stride); training refuses
-features whose identity differs from what its config asks for.
+Several processes share the work: process k of P extracts videos k, k + P,
+... of each split into its own part files; process 0 then merges the parts
+in video order, so the directory is the one a single process writes.
+
+The features directory records what made it (`identity`: backbone source
+and model, preprocessing, dataset, stride); training refuses features whose
+identity differs from what its config asks for.
 """
 
-import dataclasses
 import functools
 import os
+import shutil
 import time
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from maxmicro import checkpoint
-from maxmicro import evaluate
 from maxmicro import models
 from maxmicro import ops
+from maxmicro import sharding
 from maxmicro import xla_options
 from maxmicro.data import detection_pipeline
 from maxmicro.data import records
 from maxmicro.data import transforms
+from maxmicro.detection import backbones
+
+
+# Under the features directory: each process' part while several extract.
+PARTS_SUBDIR = 'parts'
 
 
 def how_to_extract(config_name='CONFIG'):
@@ -40,67 +50,21 @@ def how_to_extract(config_name='CONFIG'):
           'train in).')
 
 
-@dataclasses.dataclass
-class Backbone:
-  """A recognition checkpoint's trunk, ready to compute features."""
-  config: object  # The recognition config saved with the checkpoint.
-  workdir: str
-  step: int
-  variables: object = None  # The trunk's {'params', 'batch_stats'}.
-
-  @property
-  def num_segments(self):
-    return self.config.model.num_segments
-
-  def identity(self, config):
-    """What features made by this backbone for `config` depend on."""
-    return {
-        'format': detection_pipeline.FORMAT_VERSION,
-        'backbone_workdir': self.workdir,
-        'backbone_step': int(self.step),
-        'backbone_model': checkpoint.config_to_json(self.config)['model'],
-        'image_size': self.config.data.image_size,
-        'resize_short_side': self.config.data.resize_short_side,
-        'dataset': f'mma52/{config.data.builder_config}',
-        'frame_stride': config.detection.frame_stride,
-    }
-
-
 def open_backbone(config, with_variables=True):
   """The backbone `config.detection` names, its variables on one device.
+
+  Either `backbone_workdir` or `backbone_init_from` (`backbones`).
 
   Raises:
     checkpoint.CheckpointError: no such workdir or checkpoint; the message
       says how to make one.
-    ValueError: the workdir is not a recognition (MA-52) run.
+    ValueError: the workdir is not a recognition (MA-52) run; the ImageNet
+      state dict is missing or does not fit `backbone_config`.
   """
-  detection = config.detection
-  workdir = detection.backbone_workdir
-  if not workdir or not os.path.isdir(workdir):
-    raise checkpoint.CheckpointError(
-        f'config.detection.backbone_workdir={workdir!r} is not a directory. '
-        'The detector reads features of a maxmicro recognition backbone: '
-        'train one first (for the demo: make demo, or python run.py '
-        '--config=configs/demo.py --workdir=workdirs/demo) or convert '
-        'official weights (python -m maxmicro.convert ...), and point '
-        'config.detection.backbone_workdir at it.')
-  manager, step, saved = checkpoint.open_for_reading(
-      workdir, detection.backbone_checkpoint)
-  try:
-    if saved.data.dataset != 'ma52':
-      raise ValueError(
-          f'config.detection.backbone_workdir={workdir!r} holds a '
-          f'{saved.data.dataset} model, not a recognition backbone.')
-    backbone = Backbone(saved, os.path.abspath(workdir), int(step))
-    if with_variables:
-      variables = evaluate.restore_variables(
-          manager, step, saved,
-          jax.sharding.SingleDeviceSharding(jax.local_devices()[0]))
-      backbone.variables = {key: value['backbone']
-                            for key, value in variables.items()}
-  finally:
-    manager.close()
-  return backbone
+  # Detection configs saved before ImageNet backbones lack the field.
+  if config.detection.get('backbone_init_from'):
+    return backbones.open_init_from(config, with_variables)
+  return backbones.open_workdir(config, with_variables)
 
 
 def make_feature_fn(backbone_config, batch_size):
@@ -202,55 +166,106 @@ def video_features(computer, frames, frame_stride):
   return done[0][1]
 
 
+def _remove_meta(directory):
+  """Marks the directory incomplete while it is rewritten."""
+  meta_path = os.path.join(directory, detection_pipeline.META_NAME)
+  if os.path.exists(meta_path):
+    os.remove(meta_path)
+
+
+def _parts_dir(directory, process_index):
+  return os.path.join(directory, PARTS_SUBDIR, f'process{process_index}')
+
+
+def extract_split(config, split, directory, computer, *, process_index=0,
+                  process_count=1):
+  """Writes the features of videos `process_index::process_count` of
+  `split` into `directory`; returns how many (no files when none)."""
+  source = records.Mma52Records(config.data.data_dir,
+                                config.data.builder_config, split)
+  stride = config.detection.frame_stride
+  writer = None
+  waiting = {}  # index -> the video's fields but its JPEGs.
+  for index in range(process_index, len(source), process_count):
+    video = source[index]
+    frames = records.decode_frames(
+        video['jpegs'], np.arange(0, len(video['jpegs']), stride))
+    waiting[index] = {k: v for k, v in video.items() if k != 'jpegs'}
+    done = computer.add(index, step_frames(frames, computer.backbone))
+    if index + process_count >= len(source):  # This process' last video.
+      done += computer.flush()
+    for key, features in done:
+      if writer is None:
+        writer = detection_pipeline.SplitWriter(directory, split,
+                                                features.shape[1])
+      writer.add(waiting.pop(key), features)
+  return writer.close() if writer else 0
+
+
+def merge_parts(directory, split, process_count):
+  """Process 0: `split`'s part files of every process, in video order, as
+  one split; returns its video count."""
+  parts = []
+  for index in range(process_count):
+    try:
+      parts.append(detection_pipeline.SplitFeatures(
+          _parts_dir(directory, index), split))
+    except detection_pipeline.FeaturesError:
+      break  # Fewer videos than processes: this and later parts are empty.
+  count = sum(map(len, parts))
+  if not count:
+    return 0
+  writer = detection_pipeline.SplitWriter(directory, split,
+                                          parts[0].feature_dim)
+  for index in range(count):  # Video i went to process i % P.
+    video = parts[index % process_count][index // process_count]
+    writer.add(video, video['features'])
+  return writer.close()
+
+
 def extract_features(config, log=print):
-  """Writes the features of every split of `config.data` (one process).
+  """Writes the features of every split of `config.data`, the videos shared
+  by all processes (each extracts with its local devices).
 
   Returns:
-    The features directory.
+    The features directory, complete on every process' return.
   """
-  if jax.process_count() > 1:
-    raise ValueError('run --mode=features as a single process (it uses all '
-                     'of its local devices); the features it writes serve '
-                     'training on any number of hosts.')
   directory = features_dir(config)
+  process_index, process_count = jax.process_index(), jax.process_count()
   backbone = open_backbone(config)
-  stride = config.detection.frame_stride
   os.makedirs(directory, exist_ok=True)
-  meta_path = os.path.join(directory, detection_pipeline.META_NAME)
-  if os.path.exists(meta_path):  # Not valid while being rewritten.
-    os.remove(meta_path)
+  if process_index == 0:
+    _remove_meta(directory)
+  own_dir = directory
+  if process_count > 1:  # A part left by an earlier run must not be merged.
+    own_dir = _parts_dir(directory, process_index)
+    shutil.rmtree(own_dir, ignore_errors=True)
+  os.makedirs(own_dir, exist_ok=True)
   computer = FeatureComputer(backbone, config.detection.features_batch_size)
-  feature_dim = None
+  who = (f'process {process_index}/{process_count}: '
+         if process_count > 1 else '')
   splits = {}
   started = time.perf_counter()
   for split in detection_pipeline.SPLITS:
-    source = records.Mma52Records(config.data.data_dir,
-                                  config.data.builder_config, split)
-    writer = None
-    waiting = {}  # index -> the video's fields but its JPEGs.
-    for index in range(len(source)):
-      video = source[index]
-      frames = records.decode_frames(
-          video['jpegs'], np.arange(0, len(video['jpegs']), stride))
-      waiting[index] = {k: v for k, v in video.items() if k != 'jpegs'}
-      done = computer.add(index, step_frames(frames, backbone))
-      if index == len(source) - 1:
-        done += computer.flush()
-      for key, features in done:
-        if writer is None:
-          feature_dim = features.shape[1]
-          writer = detection_pipeline.SplitWriter(directory, split,
-                                                  feature_dim)
-        writer.add(waiting.pop(key), features)
-    splits[split] = writer.close() if writer else 0
-    log(f'features of {split}: {splits[split]} videos '
+    splits[split] = extract_split(config, split, own_dir, computer,
+                                  process_index=process_index,
+                                  process_count=process_count)
+    log(f'{who}features of {split}: {splits[split]} videos '
         f'({computer.clips_run} clips so far, '
         f'{time.perf_counter() - started:.0f}s)')
-  detection_pipeline.write_meta(directory, {
-      'identity': backbone.identity(config), 'feature_dim': feature_dim,
-      'splits': splits,
-      'clips_per_second': computer.clips_run / (time.perf_counter() -
-                                                started)})
+  # A collective: every process has written its part when it returns.
+  clips = int(sharding.gather_to_all(np.array([computer.clips_run]),
+                                     'feature clip counts').sum())
+  if process_index == 0:
+    if process_count > 1:
+      splits = {split: merge_parts(directory, split, process_count)
+                for split in detection_pipeline.SPLITS}
+      shutil.rmtree(os.path.join(directory, PARTS_SUBDIR))
+    detection_pipeline.write_meta(directory, {
+        'identity': backbone.identity(config),
+        'feature_dim': feature_dim(backbone.config), 'splits': splits,
+        'clips_per_second': clips / (time.perf_counter() - started)})
+  sharding.wait_for_all_processes('features written')
   return directory
 
 
@@ -274,7 +289,6 @@ def check_features(config, config_name='CONFIG'):
   detection_pipeline.check_identity(meta, expected, directory,
                                     how_to_extract=how)
   return meta
-
 
 
 def feature_dim(backbone_config):

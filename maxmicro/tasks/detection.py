@@ -11,8 +11,10 @@ jitted step. Evaluation detects on every window of every validation video and
 reports the challenge's mAP; the best checkpoint is the one with the highest
 `mAP` (mean over the tIoU thresholds 0.1-0.9).
 
-Training end to end from frames (backbone and detector together) is not
-implemented: features are the one way to train.
+This is one of two ways to train: `config.detection.end_to_end` trains the
+backbone with the detector, from frames (`maxmicro.tasks.
+detection_end_to_end`, which reuses this module's loss, `Detector` and
+reports).
 """
 
 import functools
@@ -28,6 +30,7 @@ from maxmicro.data import detection_pipeline
 from maxmicro.detection import features as features_lib
 from maxmicro.detection import inference
 from maxmicro.detection import losses
+from maxmicro.detection import provenance
 from maxmicro.detection import targets as targets_lib
 from maxmicro.models import detector
 from maxmicro.tasks import recognition
@@ -54,6 +57,19 @@ def loss_fn(params, batch_stats, batch, rng, *, model, points, num_classes,
   del rng
   outputs = model.apply({'params': params['model']}, batch['features'],
                         batch['mask'])
+  loss, parts = window_loss(outputs, batch, points=points,
+                            num_classes=num_classes,
+                            detection_config=detection_config)
+  return loss, (parts, batch_stats)
+
+
+def window_loss(outputs, batch, *, points, num_classes, detection_config):
+  """The focal + DIoU loss of the detector's `outputs` on a batch's windows.
+
+  Targets come from the batch's `segments`, `labels` and `valid`
+  (`assign_targets`, per window). Returns `(loss, parts)`: `cls_loss`,
+  `reg_loss` and `positive_points` (per window).
+  """
   assign = functools.partial(
       targets_lib.assign_targets, points, num_classes=num_classes,
       center_sample_radius=detection_config.center_sample_radius)
@@ -65,7 +81,7 @@ def loss_fn(params, batch_stats, batch, rng, *, model, points, num_classes,
       regression_weight=detection_config.regression_weight)
   parts['positive_points'] = (targets['positive'] & outputs['mask']).sum(
       axis=1).mean()
-  return loss, (parts, batch_stats)
+  return loss, parts
 
 
 def detector_classes(config):
@@ -175,6 +191,15 @@ class Detection:
   def extra_params(self):
     return {}
 
+  def learning_rate_multipliers(self):
+    """One learning rate for the whole detector."""
+    return {}
+
+  def pretrained_variables(self, log):
+    """Nothing: the detector starts from scratch."""
+    del log
+    return {}
+
   def loss_fn(self):
     return functools.partial(
         loss_fn, model=self.model, points=self.points,
@@ -208,10 +233,13 @@ class Detection:
 
   def train_iterator(self, per_process_batch_size):
     return detection_pipeline.make_train_iterator(
-        self._train_features(), self.spec,
+        self._train_features(), detection_pipeline.TrainWindow(self.spec),
         per_process_batch_size=per_process_batch_size, seed=self.config.seed,
         process_index=jax.process_index(), process_count=jax.process_count())
 
   def make_evaluator(self, mesh, variables_shardings, workdir):
+    # Before the first save: eval, predict and submit check the record.
+    provenance.record(
+        workdir, features_lib.check_features(self.config)['identity'])
     return Evaluator(self.config, self.model, mesh, variables_shardings,
                      workdir)

@@ -143,6 +143,15 @@ class Recognition:
       return {'label_vectors': self.label_vectors}
     return {}
 
+  def learning_rate_multipliers(self):
+    """None beyond the optimizer's own groups (`maxmicro.optim`)."""
+    return {}
+
+  def pretrained_variables(self, log):
+    """Nothing: `config.init_from` is the trainer's (ImageNet weights)."""
+    del log
+    return {}
+
   def loss_fn(self):
     """`loss_fn` with the model and the fixed label vectors bound."""
     fixed = (None if self.learnable_vectors or self.label_vectors is None
