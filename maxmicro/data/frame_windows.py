@@ -41,6 +41,12 @@ class FrameWindowSpec:
     clips = -(-self.window.window_size // self.clip_steps)
     return clips * self.clip_steps
 
+  @property
+  def input_shape(self):
+    """`(1, F, S, S, 3)`: one window's step frames, the model's input."""
+    size = self.image_size
+    return (1, self.frames_per_window, size, size, 3)
+
 
 def aligned_starts(num_video_steps, window_size, clip_steps):
   """The first steps a training window may take: multiples of T, up to the

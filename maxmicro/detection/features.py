@@ -177,28 +177,39 @@ def _parts_dir(directory, process_index):
   return os.path.join(directory, PARTS_SUBDIR, f'process{process_index}')
 
 
+def iter_split_features(source, computer, frame_stride, indices):
+  """Yields `(fields, features)` of the videos `indices` of a split's
+  records, in that order: every `frame_stride`-th frame decoded (nothing
+  else), its features computed by `computer`, and the video's other fields
+  (all but its JPEGs)."""
+  indices = list(indices)
+  waiting = {}  # index -> the video's fields but its JPEGs.
+  for position, index in enumerate(indices):
+    video = source[index]
+    frames = records.decode_frames(
+        video['jpegs'], np.arange(0, len(video['jpegs']), frame_stride))
+    waiting[index] = {k: v for k, v in video.items() if k != 'jpegs'}
+    done = computer.add(index, step_frames(frames, computer.backbone))
+    if position == len(indices) - 1:
+      done += computer.flush()
+    for key, features in done:
+      yield waiting.pop(key), features
+
+
 def extract_split(config, split, directory, computer, *, process_index=0,
                   process_count=1):
   """Writes the features of videos `process_index::process_count` of
   `split` into `directory`; returns how many (no files when none)."""
   source = records.Mma52Records(config.data.data_dir,
                                 config.data.builder_config, split)
-  stride = config.detection.frame_stride
   writer = None
-  waiting = {}  # index -> the video's fields but its JPEGs.
-  for index in range(process_index, len(source), process_count):
-    video = source[index]
-    frames = records.decode_frames(
-        video['jpegs'], np.arange(0, len(video['jpegs']), stride))
-    waiting[index] = {k: v for k, v in video.items() if k != 'jpegs'}
-    done = computer.add(index, step_frames(frames, computer.backbone))
-    if index + process_count >= len(source):  # This process' last video.
-      done += computer.flush()
-    for key, features in done:
-      if writer is None:
-        writer = detection_pipeline.SplitWriter(directory, split,
-                                                features.shape[1])
-      writer.add(waiting.pop(key), features)
+  for fields, features in iter_split_features(
+      source, computer, config.detection.frame_stride,
+      range(process_index, len(source), process_count)):
+    if writer is None:
+      writer = detection_pipeline.SplitWriter(directory, split,
+                                              features.shape[1])
+    writer.add(fields, features)
   return writer.close() if writer else 0
 
 

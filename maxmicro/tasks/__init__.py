@@ -6,13 +6,7 @@ A task is picked by the dataset a config names (`config.data.dataset`);
 detection trains on features extracted once, or end to end from frames when
 `config.detection.end_to_end` is set.
 
-What a task gives the trainer: `model`, `input_shape`, `batch_keys`,
-`best_metric`, `loss_fn()`, `extra_params()` (trainable arrays beside the
-model's), `learning_rate_multipliers()` (`{module: multiplier}`, see
-`optim.make_optimizer`), `pretrained_variables(log)` (`{collection: {module:
-tree}}` loaded into a fresh state), `ensure_data(log)`,
-`num_train_examples()`, `train_iterator(per_process_batch_size)` and
-`make_evaluator(mesh, variables_shardings, workdir)`.
+What a task gives the trainer: `maxmicro.tasks.base`.
 """
 
 from maxmicro.tasks import detection

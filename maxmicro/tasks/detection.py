@@ -33,6 +33,7 @@ from maxmicro.detection import losses
 from maxmicro.detection import provenance
 from maxmicro.detection import targets as targets_lib
 from maxmicro.models import detector
+from maxmicro.tasks import base
 from maxmicro.tasks import recognition
 
 EVAL_SUBDIR = recognition.EVAL_SUBDIR
@@ -168,7 +169,7 @@ class Evaluator:
     return recognition.EvalResult(split, metrics, len(self.videos))
 
 
-class Detection:
+class Detection(base.Task):
   """MMA-52 detection: detector, loss, feature windows and mAP evaluation."""
   best_metric = 'mAP'
   batch_keys = ('features', 'mask', 'segments', 'labels', 'valid')
@@ -187,18 +188,6 @@ class Detection:
     """`(1, L, C)`; C is known once `ensure_data` has run."""
     return (1, self.config.detection.window_size,
             self._train_features().feature_dim)
-
-  def extra_params(self):
-    return {}
-
-  def learning_rate_multipliers(self):
-    """One learning rate for the whole detector."""
-    return {}
-
-  def pretrained_variables(self, log):
-    """Nothing: the detector starts from scratch."""
-    del log
-    return {}
 
   def loss_fn(self):
     return functools.partial(

@@ -24,7 +24,6 @@ import functools
 import jax
 from jax.experimental import multihost_utils
 import jax.numpy as jnp
-import numpy as np
 
 from maxmicro import checkpoint
 from maxmicro import models
@@ -37,6 +36,7 @@ from maxmicro.data import records
 from maxmicro.detection import features as features_lib
 from maxmicro.detection import inference
 from maxmicro.models import frames_detector
+from maxmicro.tasks import base
 from maxmicro.tasks import detection
 from maxmicro.tasks import recognition
 
@@ -124,18 +124,9 @@ def compute_videos(source, computer, frame_stride):
     A list of dicts: `features` float32 `(n, C)`, `video_id`, `fps`,
     `num_frames`, `segments`, `labels`.
   """
-  fields, features = [], {}
-  for index in range(len(source)):
-    video = source[index]
-    frames = records.decode_frames(
-        video['jpegs'], np.arange(0, len(video['jpegs']), frame_stride))
-    fields.append({key: value for key, value in video.items()
-                   if key != 'jpegs'})
-    features.update(computer.add(
-        index, features_lib.step_frames(frames, computer.backbone)))
-  features.update(computer.flush())
-  return [{**fields[index], 'features': features[index]}
-          for index in range(len(source))]
+  return [{**fields, 'features': features}
+          for fields, features in features_lib.iter_split_features(
+              source, computer, frame_stride, range(len(source)))]
 
 
 class FrameFeatures:
@@ -194,7 +185,7 @@ class Evaluator:
     return recognition.EvalResult(split, metrics, len(videos))
 
 
-class DetectionEndToEnd:
+class DetectionEndToEnd(base.Task):
   """MMA-52 detection from frames: trunk + detector, frame windows, mAP."""
   best_metric = 'mAP'
   batch_keys = ('frames', 'mask', 'segments', 'labels', 'valid')
@@ -211,12 +202,7 @@ class DetectionEndToEnd:
 
   @property
   def input_shape(self):
-    """`(1, F, S, S, 3)`: one window's step frames."""
-    size = self.spec.image_size
-    return (1, self.spec.frames_per_window, size, size, 3)
-
-  def extra_params(self):
-    return {}
+    return self.spec.input_shape
 
   def learning_rate_multipliers(self):
     """The trunk at `backbone_lr_multiplier` times every group's rate."""
@@ -271,9 +257,7 @@ def restore_for_inference(manager, step, config):
   backbone = features_lib.open_backbone(config, with_variables=False)
   model = build_model(config, backbone.config)
   spec = frame_spec(config, backbone.config)
-  frames = jax.ShapeDtypeStruct(
-      (1, spec.frames_per_window, spec.image_size, spec.image_size, 3),
-      jnp.float32)
+  frames = jax.ShapeDtypeStruct(spec.input_shape, jnp.float32)
   shapes = jax.eval_shape(functools.partial(model.init, train=False),
                           jax.random.key(0), frames)
   abstract = {'params': shapes['params'], 'batch_stats': shapes['batch_stats']}

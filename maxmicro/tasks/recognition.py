@@ -24,6 +24,7 @@ from maxmicro import models
 from maxmicro import ops
 from maxmicro import prepare
 from maxmicro.data import pipeline
+from maxmicro.tasks import base
 
 # Per-evaluation reports: a metrics JSON with per-class F1, a confusion
 # matrix and a per-class F1 chart.
@@ -121,7 +122,7 @@ class Evaluator:
     return EvalResult(split, metrics, len(predictions.labels))
 
 
-class Recognition:
+class Recognition(base.Task):
   """MA-52 recognition: model, loss, data and evaluation of a config."""
   best_metric = 'action_top1'
   batch_keys = ('video', 'label')
@@ -141,15 +142,6 @@ class Recognition:
     """Trainable arrays beside the model's: learnable label vectors."""
     if self.learnable_vectors:
       return {'label_vectors': self.label_vectors}
-    return {}
-
-  def learning_rate_multipliers(self):
-    """None beyond the optimizer's own groups (`maxmicro.optim`)."""
-    return {}
-
-  def pretrained_variables(self, log):
-    """Nothing: `config.init_from` is the trainer's (ImageNet weights)."""
-    del log
     return {}
 
   def loss_fn(self):
