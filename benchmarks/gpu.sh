@@ -14,6 +14,9 @@
 #   torch.jsonl     the PyTorch reference's step on the same GPU, bfloat16
 #                   autocast, then channels_last, then torch.compile (in its
 #                   own process: each framework keeps the memory it takes);
+#   vit_step.jsonl  ViT-B (configs/videomae.py:base) at batch 32 x 16 x 224,
+#                   bfloat16, with its MFU; vit_torch.jsonl transformers'
+#                   VideoMAE ViT-B, SDPA, bf16 autocast then torch.compile;
 #   batch256.jsonl  MANet at batch 256, compile time included, or the cut
 #                   off; batch256_no_autotune.jsonl the same without XLA's
 #                   GPU autotuning;
@@ -31,7 +34,12 @@ WHEELS=(ml_collections==1.1.0 grain==0.2.18 tensorflow-datasets==4.9.10
         tensorboardX==2.6.5 dm-tree==0.1.10 immutabledict==4.3.1
         simple-parsing==0.1.9 docstring_parser==0.18.0
         tensorflow-metadata==1.21.0 termcolor==3.3.0 toml==0.10.2
-        promise==2.3 googleapis-common-protos portpicker importlib_resources==7.1.0)
+        promise==2.3 googleapis-common-protos portpicker importlib_resources==7.1.0
+        # transformers' VideoMAE (the ViT-B reference) and what it imports.
+        transformers==5.23.0 huggingface_hub==2.4.0 tokenizers==0.23.3
+        safetensors==0.8.0 regex==2026.12.2 typer==0.29.2 hf-xet==1.8.0
+        httpx2==2.17.0 httpcore2==2.17.0 shellingham==1.5.4 click==8.5.1
+        rich==15.0.0 markdown-it-py==4.3.0 mdurl==0.1.2)
 
 if [[ "${1:-}" == --fetch-wheels ]]; then
   mkdir -p .whl
@@ -85,20 +93,26 @@ part 22 torch.jsonl python3 benchmarks/train_step.py --batch=128 \
 # Batch 256 did not compile within 190 s before; without autotuning (cuDNN
 # and Triton try every algorithm of every convolution) tells whether it is
 # the autotuner.
-part 12 batch256.jsonl python3 benchmarks/train_step.py --batch=256 \
+part 9 vit_step.jsonl python3 benchmarks/train_step.py --batch=32 \
+    --models=vit-b --steps=20 --torch=no
+part 9 vit_torch.jsonl python3 benchmarks/train_step.py --batch=32 \
+    --models= --torch_model=vit-b --steps=20 --torch=yes \
+    --torch_variants=bf16,bf16-compile
+part 6 batch256.jsonl python3 benchmarks/train_step.py --batch=256 \
     --models=manet --steps=10 --torch=no
 XLA_FLAGS="${XLA_FLAGS:-} --xla_gpu_autotune_level=0" \
-part 12 batch256_no_autotune.jsonl python3 benchmarks/train_step.py \
+part 6 batch256_no_autotune.jsonl python3 benchmarks/train_step.py \
     --batch=256 --models=manet --steps=10 --torch=no
 wait "$preparing" || echo "preparing the end-to-end records failed: prepare.log"
-part 32 end_to_end.json python3 benchmarks/end_to_end.py \
+part 26 end_to_end.json python3 benchmarks/end_to_end.py \
     --root=/tmp/end_to_end --batch=128
 
 python3 - "$OUT" <<'EOF' | tee "$OUT/summary.md"
 import json, pathlib, sys
 out = pathlib.Path(sys.argv[1])
 rows = []
-for name in ('step.jsonl', 'torch.jsonl', 'batch256.jsonl',
+for name in ('step.jsonl', 'torch.jsonl', 'vit_step.jsonl',
+             'vit_torch.jsonl', 'batch256.jsonl',
              'batch256_no_autotune.jsonl'):
   path = out / name
   for line in path.read_text().splitlines() if path.exists() else []:
@@ -113,10 +127,15 @@ for row in rows:
         f"{row['step_s']} | {row['clips_per_s']} | {row.get('mfu', '-')} |")
 jax_manet = [r for r in rows if r['framework'] == 'jax' and
              r['model'] == 'manet-r50' and r['batch'] == 128]
+jax_vit = [r for r in rows if r['framework'] == 'jax' and
+           r['model'] == 'vit-b']
 for row in rows:
-  if row['framework'] == 'torch' and jax_manet:
-    print(f"\nJAX MANet over torch {row['variant']}: "
-          f"{jax_manet[0]['clips_per_s'] / row['clips_per_s']:.2f}x")
+  if row['framework'] != 'torch':
+    continue
+  mine = jax_vit if row['model'] == 'vit-b' else jax_manet
+  if mine:
+    print(f"\nJAX {row['model']} over torch {row['variant']}: "
+          f"{mine[0]['clips_per_s'] / row['clips_per_s']:.2f}x")
 path = out / 'end_to_end.json'
 lines = [l for l in path.read_text().splitlines() if l.startswith('{')] \
     if path.exists() else []

@@ -1,10 +1,16 @@
-r"""CPU inference: MANet-R50's eval-mode forward beside the PyTorch reference.
+r"""CPU inference: MANet-R50's (or ViT-B's) eval-mode forward beside PyTorch.
 
   PYTHONPATH=. python benchmarks/inference.py            # torch, jax, folded
   PYTHONPATH=. python benchmarks/inference.py --rounds=7 \
       --variants=torch,jax-folded,jax,jax-xla-defaults,jax-conv1x1
   PYTHONPATH=. python benchmarks/inference.py --variants=torch,jax-folded \
       --rounds=1 --profile=/tmp/inference_profile        # where the time goes
+  PYTHONPATH=. python benchmarks/inference.py --model=vit-b --batch=1 \
+      --variants=torch,jax         # ViT-B/16, 16x224, beside transformers
+
+`--model=vit-b` runs `configs/videomae.py:base` against transformers'
+`VideoMAEForVideoClassification` (SDPA attention) with the same random
+weights (every tensor drawn), converted by `maxmicro.convert`; 16 frames.
 
 Each variant runs in its own process: a worker that builds its model, loads
 the same weights (the PyTorch reference MANet of tests/torch_reference.py,
@@ -43,7 +49,9 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-NUM_SEGMENTS = 8
+# Frames per clip of each --model.
+MODEL_FRAMES = {'manet': 8, 'vit-b': 16}
+NUM_SEGMENTS = 8  # Set from --model in main and in the workers.
 IMAGE_SIZE = 224
 _YNN_TYPE = 'xla_cpu_experimental_ynn_fusion_type'
 # name: (XLA compile options: 'maxmicro' for `xla_options.compiler_options()`,
@@ -58,6 +66,9 @@ JAX_VARIANTS = {
     'jax-folded-ynn-dot': ({_YNN_TYPE: 'LIBRARY_FUSION_TYPE_REDUCE,'
                                        'LIBRARY_FUSION_TYPE_INDIVIDUAL_DOT'},
                            True, True),
+    'jax-ynn-dot': ({_YNN_TYPE: 'LIBRARY_FUSION_TYPE_REDUCE,'
+                                'LIBRARY_FUSION_TYPE_INDIVIDUAL_DOT'},
+                    False, True),
     'jax-folded-ynn-conv': (
         {_YNN_TYPE: 'LIBRARY_FUSION_TYPE_REDUCE,'
                     'LIBRARY_FUSION_TYPE_INDIVIDUAL_CONVOLUTION'}, True, True),
@@ -70,9 +81,35 @@ def _clips(batch):
       0, 256, (batch, NUM_SEGMENTS, IMAGE_SIZE, IMAGE_SIZE, 3), np.uint8)
 
 
+def videomae_reference(seed=0):
+  """transformers' VideoMAE ViT-B/16 of configs/videomae.py:base, with every
+  tensor drawn (norm scales about 1, the rest of trained weights' scale)."""
+  import torch  # pylint: disable=g-import-not-at-top
+  import transformers  # pylint: disable=g-import-not-at-top
+  from configs import videomae  # pylint: disable=g-import-not-at-top
+  model = videomae.get_config('size=base').model
+  reference = transformers.VideoMAEForVideoClassification(
+      transformers.VideoMAEConfig(
+          hidden_size=model.embed_dim, num_hidden_layers=model.depth,
+          num_attention_heads=model.num_heads,
+          intermediate_size=model.mlp_dim, num_frames=model.num_segments,
+          image_size=IMAGE_SIZE, patch_size=model.patch_size,
+          num_labels=model.num_classes, qkv_bias=True, use_mean_pooling=True,
+          layer_norm_eps=1e-6, attn_implementation='sdpa')).eval()
+  generator = torch.Generator().manual_seed(seed)
+  with torch.no_grad():
+    for name, tensor in reference.state_dict().items():
+      offset = 1.0 if 'norm' in name and name.endswith('weight') else 0.0
+      tensor.copy_(offset + 0.02 * torch.randn(tensor.shape,
+                                               generator=generator))
+  return reference
+
+
 def torch_forward(batch, weights_path):
   """Writes the reference's weights to `weights_path`; returns a forward."""
   import torch  # pylint: disable=g-import-not-at-top
+  if NUM_SEGMENTS == MODEL_FRAMES['vit-b']:
+    return _torch_vit_forward(batch, weights_path)
   from maxmicro import ops  # pylint: disable=g-import-not-at-top
   from tests import torch_reference  # pylint: disable=g-import-not-at-top
   torch.set_num_threads(os.cpu_count())
@@ -93,6 +130,25 @@ def torch_forward(batch, weights_path):
   return 0.0, None, forward
 
 
+def _torch_vit_forward(batch, weights_path):
+  import torch  # pylint: disable=g-import-not-at-top
+  from maxmicro import ops  # pylint: disable=g-import-not-at-top
+  torch.set_num_threads(os.cpu_count())
+  model = videomae_reference()
+  np.savez(weights_path, **{key: value.numpy() for key, value
+                            in model.state_dict().items()})
+  clips = torch.from_numpy(_clips(batch))  # (N, T, S, S, 3)
+  mean = torch.tensor(ops.IMAGENET_MEAN).view(1, 1, 3, 1, 1)
+  std = torch.tensor(ops.IMAGENET_STD).view(1, 1, 3, 1, 1)
+
+  def forward():
+    with torch.no_grad():
+      video = (clips.permute(0, 1, 4, 2, 3).float() - mean) / std
+      return torch.softmax(model(pixel_values=video).logits, -1).numpy()
+
+  return 0.0, None, forward
+
+
 def jax_forward(variant, batch, weights_path):
   """(compile s, GFLOP per forward, forward) of a JAX variant."""
   import functools  # pylint: disable=g-import-not-at-top
@@ -109,7 +165,11 @@ def jax_forward(variant, batch, weights_path):
   options, folded, matmul = JAX_VARIANTS[variant]
   if options == 'maxmicro':
     options = xla_options.compiler_options()
-  config = manet.get_config('paper')
+  if NUM_SEGMENTS == MODEL_FRAMES['vit-b']:
+    from configs import videomae  # pylint: disable=g-import-not-at-top
+    config = videomae.get_config('size=base')
+  else:
+    config = manet.get_config('paper')
   config.model.dtype = 'float32'
   model = models.build_model(config)
   with np.load(weights_path) as state_dict:
@@ -151,6 +211,8 @@ def cpu_peak_gflops():
 
 def worker(args):
   """Serves forwards to the parent over stdin/stdout (one JSON line each)."""
+  global NUM_SEGMENTS
+  NUM_SEGMENTS = MODEL_FRAMES[args.model]
   if args.worker == 'torch':
     compile_seconds, gflop, forward = torch_forward(args.batch, args.weights)
   else:
@@ -218,11 +280,11 @@ def profile(forward, log_dir):
 class Worker:
   """A worker process of one variant."""
 
-  def __init__(self, name, batch, weights):
+  def __init__(self, name, batch, weights, model='manet'):
     self.name = name
     self.process = subprocess.Popen(
         [sys.executable, os.path.abspath(__file__), f'--worker={name}',
-         f'--batch={batch}', f'--weights={weights}'],
+         f'--batch={batch}', f'--weights={weights}', f'--model={model}'],
         stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     self.ready = self.ask(None)
 
@@ -245,7 +307,8 @@ def main():
   parser.add_argument('--variants', default='torch,jax,jax-folded',
                       help='Comma-separated: torch, ' +
                       ', '.join(JAX_VARIANTS) + '.')
-  parser.add_argument('--batch', type=int, default=4, help='Clips (x 8).')
+  parser.add_argument('--model', default='manet', choices=MODEL_FRAMES)
+  parser.add_argument('--batch', type=int, default=4, help='Clips.')
   parser.add_argument('--rounds', type=int, default=5)
   parser.add_argument('--pause', type=float, default=1.0,
                       help='Seconds of quiet before each forward.')
@@ -257,6 +320,8 @@ def main():
   args = parser.parse_args()
   if args.worker:
     return worker(args)
+  global NUM_SEGMENTS
+  NUM_SEGMENTS = MODEL_FRAMES[args.model]
   names = args.variants.split(',')
   unknown = set(names) - set(JAX_VARIANTS) - {'torch'}
   if unknown:
@@ -264,9 +329,9 @@ def main():
   if 'torch' not in names:
     parser.error('--variants must include torch (it makes the weights).')
   with tempfile.TemporaryDirectory() as scratch:
-    weights = os.path.join(scratch, 'manet_r50.npz')
+    weights = os.path.join(scratch, f'{args.model}.npz')
     # torch first: it writes the weights that the JAX workers convert.
-    workers = [Worker(name, args.batch, weights)
+    workers = [Worker(name, args.batch, weights, args.model)
                for name in sorted(names, key=lambda name: name != 'torch')]
     reference = np.asarray(workers[0].ready['scores'])
     peak = cpu_peak_gflops()
@@ -303,7 +368,8 @@ def main():
     for name, times in seconds.items():
       median = float(np.median(times))
       print(json.dumps({
-          'variant': name, 'batch': args.batch, 'frames': NUM_SEGMENTS,
+          'variant': name, 'model': args.model, 'batch': args.batch,
+          'frames': NUM_SEGMENTS,
           'size': IMAGE_SIZE, 'threads': os.cpu_count(),
           'median_s': round(median, 3), 'min_s': round(min(times), 3),
           'median_cpu_s': round(float(np.median(cpu_seconds[name])), 2),

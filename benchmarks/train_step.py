@@ -3,6 +3,12 @@ r"""Throughput of the MANet-R50 train step, its FLOP utilisation and compile tim
   PYTHONPATH=. python benchmarks/train_step.py                # CPU, N=2 + torch
   PYTHONPATH=. python benchmarks/train_step.py --batch=128 --models=manet,tsn
       --steps=20                                              # on a GPU
+  PYTHONPATH=. python benchmarks/train_step.py --batch=32 --models=vit-b \
+      --torch_model=vit-b --torch_variants=bf16,bf16-compile  # ViT-B 16x224
+
+`--models=vit-b` times configs/videomae.py:base's step (AdamW, the backbone
+at 0.1x) on 16 frames, and `--torch_model=vit-b` transformers' VideoMAE with
+SDPA attention beside it.
 
 Times `train.train_step` (the real one: SGD with MANet's parameter groups,
 grad clipping, BatchNorm updates, CE + 50 x MSE of `configs/manet.py:paper`)
@@ -40,6 +46,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from benchmarks import flops as flops_lib  # noqa: E402  pylint: disable=g-import-not-at-top
 from configs import manet  # noqa: E402  pylint: disable=g-import-not-at-top
 from configs import tsn  # noqa: E402  pylint: disable=g-import-not-at-top
+from configs import videomae  # noqa: E402  pylint: disable=g-import-not-at-top
 from maxmicro import sharding  # noqa: E402  pylint: disable=g-import-not-at-top
 from maxmicro import tasks  # noqa: E402  pylint: disable=g-import-not-at-top
 from maxmicro import train  # noqa: E402  pylint: disable=g-import-not-at-top
@@ -78,8 +85,16 @@ def peak_flops(dtype_name):
   return None
 
 
+# `--models` names and what they build: MANet / TSN-R50 as the paper trains
+# them (8 frames), ViT-B as configs/videomae.py:base (16 frames).
+MODELS = {'manet': 'manet-r50', 'tsn': 'tsn-r50', 'vit-b': 'vit-b'}
+
+
 def _config(model_name, batch, dtype, label_vectors):
-  config = (manet if model_name == 'manet' else tsn).get_config('paper')
+  if model_name == 'vit-b':
+    config = videomae.get_config('size=base')
+  else:
+    config = (manet if model_name == 'manet' else tsn).get_config('paper')
   config.model.dtype = dtype
   config.loss.label_vectors = label_vectors
   config.train.global_batch_size = batch
@@ -99,8 +114,10 @@ def jax_step(model_name, batch, dtype, label_vectors, xla_defaults=False):
                                num_train_examples=100 * batch)
   state = trainer.init_state(jax.random.key(0))
   rng = np.random.default_rng(0)
+  frames = config.model.num_segments
   batch_arrays = sharding.global_batch({
-      'video': rng.integers(0, 256, (batch, 8, 224, 224, 3), dtype=np.uint8),
+      'video': rng.integers(0, 256, (batch, frames, 224, 224, 3),
+                            dtype=np.uint8),
       'label': rng.integers(52, size=batch).astype(np.int32)}, mesh)
   step_rng = jax.random.key(1)
   started = time.perf_counter()
@@ -119,7 +136,7 @@ def jax_step(model_name, batch, dtype, label_vectors, xla_defaults=False):
                                         step_rng)
     return metrics['loss']
 
-  return compile_seconds, flops, step
+  return compile_seconds, flops, frames, step
 
 
 # PyTorch's variants: on an accelerator, bfloat16 autocast (as JAX's bfloat16
@@ -128,12 +145,58 @@ TORCH_VARIANTS = {'eager': {}, 'bf16': dict(autocast=True),
                   'bf16-channels_last': dict(autocast=True,
                                              channels_last=True),
                   'bf16-channels_last-compile': dict(
-                      autocast=True, channels_last=True, compiled=True)}
+                      autocast=True, channels_last=True, compiled=True),
+                  # A ViT has no convolutions past its patch embedding.
+                  'bf16-compile': dict(autocast=True, compiled=True)}
+
+
+def torch_vit_step(batch, device='cpu', autocast=False, compiled=False):
+  """One step of transformers' VideoMAE ViT-B (SDPA attention, mean pooling),
+  AdamW at configs/videomae.py's rate, on 16 frames of 224."""
+  import torch  # pylint: disable=g-import-not-at-top
+  import transformers  # pylint: disable=g-import-not-at-top
+  torch.manual_seed(0)
+  torch.set_num_threads(os.cpu_count())
+  model = transformers.VideoMAEForVideoClassification(
+      transformers.VideoMAEConfig(num_labels=52, use_mean_pooling=True,
+                                  attn_implementation='sdpa')).train().to(
+                                      device)
+  optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3 * batch / 16,
+                                weight_decay=0.01)
+  frames = torch.randint(0, 256, (batch, 16, 3, 224, 224), dtype=torch.uint8,
+                         device=device)
+  labels = torch.randint(52, (batch,), device=device)
+  mean = torch.tensor([123.675, 116.28, 103.53], device=device).view(
+      1, 1, 3, 1, 1)
+  std = torch.tensor([58.395, 57.12, 57.375], device=device).view(
+      1, 1, 3, 1, 1)
+
+  def loss_of(video):
+    return torch.nn.functional.cross_entropy(
+        model(pixel_values=video).logits, labels)
+
+  if compiled:
+    loss_of = torch.compile(loss_of)
+
+  def step():
+    with torch.autocast(device_type=torch.device(device).type,
+                        dtype=torch.bfloat16, enabled=autocast):
+      loss = loss_of((frames.float() - mean) / std)
+    optimizer.zero_grad()
+    loss.backward()
+    optimizer.step()
+    return loss.detach()
+
+  return step
 
 
 def torch_step(batch, device='cpu', autocast=False, channels_last=False,
-               compiled=False):
-  """A function that runs one step of the PyTorch reference MANet."""
+               compiled=False, model_name='manet'):
+  """A function that runs one step of the PyTorch reference of
+  `model_name`: MANet (tests/torch_reference.py) or ViT-B."""
+  if model_name == 'vit-b':
+    assert not channels_last, 'a ViT has no channels_last variant'
+    return torch_vit_step(batch, device, autocast, compiled)
   import torch  # pylint: disable=g-import-not-at-top
   from tests import torch_reference  # pylint: disable=g-import-not-at-top
   torch.manual_seed(0)
@@ -242,7 +305,7 @@ def main():
                       help='Clips per step (default: 2 on CPU, 128 else).')
   parser.add_argument('--steps', type=int, default=None)
   parser.add_argument('--models', default='manet',
-                      help='Comma-separated: manet, tsn; empty: PyTorch only '
+                      help='Comma-separated: manet, tsn, vit-b; empty: PyTorch only '
                       '(on a GPU, each framework in its own process keeps '
                       'the memory to itself).')
   parser.add_argument('--dtype', default='auto',
@@ -250,6 +313,9 @@ def main():
                       'float32 or bfloat16.')
   parser.add_argument('--torch', default=None, choices=('yes', 'no'),
                       help='Also time PyTorch (default: yes on CPU).')
+  parser.add_argument('--torch_model', default='manet',
+                      choices=('manet', 'vit-b'),
+                      help='The PyTorch reference to time.')
   parser.add_argument('--xla_defaults', action='store_true',
                       help="Also time each model compiled with XLA's default "
                       "options instead of maxmicro's.")
@@ -277,10 +343,11 @@ def main():
     if args.xla_defaults:
       variants += [(name, True) for name in args.models.split(',') if name]
     for model_name, xla_defaults in variants:
-      compile_seconds, flops, step = jax_step(model_name, batch, dtype,
-                                              label_vectors, xla_defaults)
+      compile_seconds, flops, frames, step = jax_step(
+          model_name, batch, dtype, label_vectors, xla_defaults)
       key = model_name + (' (XLA defaults)' if xla_defaults else '')
-      compiled[key] = model_name, xla_defaults, compile_seconds, flops
+      compiled[key] = (model_name, xla_defaults, compile_seconds, flops,
+                       frames)
       steps_to_time[key] = step
     with_torch = args.torch == 'yes' or (args.torch is None and on_cpu)
     torch_variants = []
@@ -291,7 +358,8 @@ def main():
     torch_device = 'cpu' if on_cpu else 'cuda'
     for variant in torch_variants:
       steps_to_time[f'torch {variant}'] = torch_step(
-          batch, torch_device, **TORCH_VARIANTS[variant])
+          batch, torch_device, **TORCH_VARIANTS[variant],
+          model_name=args.torch_model)
     if on_cpu:
       seconds = time_interleaved(steps_to_time, steps)
     else:
@@ -303,12 +371,12 @@ def main():
           loss = first()
         _wait(loss)
   threads = f'{os.cpu_count()} threads' if on_cpu else None
-  for key, (model_name, xla_defaults, compile_seconds,
-            flops) in compiled.items():
+  for key, (model_name, xla_defaults, compile_seconds, flops,
+            frames) in compiled.items():
     print(json.dumps({
-        'model': f'{model_name}-r50', 'framework': 'jax',
+        'model': MODELS[model_name], 'framework': 'jax',
         'xla_options': 'defaults' if xla_defaults else 'maxmicro',
-        'batch': batch, 'frames': 8, 'size': 224, 'dtype': dtype,
+        'batch': batch, 'frames': frames, 'size': 224, 'dtype': dtype,
         'device': f'{jax.device_count()}x {device.device_kind}' + (
             f' ({threads})' if threads else ''),
         'compile_s': round(compile_seconds, 1),
@@ -321,8 +389,9 @@ def main():
   for variant in torch_variants:
     key = f'torch {variant}'
     print(json.dumps({
-        'model': 'manet-r50', 'framework': 'torch', 'variant': variant,
-        'batch': batch, 'frames': 8, 'size': 224,
+        'model': MODELS[args.torch_model], 'framework': 'torch',
+        'variant': variant, 'batch': batch,
+        'frames': 16 if args.torch_model == 'vit-b' else 8, 'size': 224,
         'device': (f'cpu ({threads})' if on_cpu else
                    f'{device.device_kind}'),
         'step_s': round(seconds[key], 4),

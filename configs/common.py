@@ -51,6 +51,20 @@ def get_base_config():
   config.data.crop_scales = (1.0, 0.875, 0.75, 0.66)
   config.data.max_distort = 1
   config.data.flip_probability = 0.5
+  # The train crop: 'multi_scale' (MANet's MultiScaleCrop of crop_scales) or
+  # 'random_resized' (RandomResizedCrop of these area and aspect ranges).
+  config.data.train_crop = 'multi_scale'
+  config.data.crop_area_range = (0.08, 1.0)
+  config.data.crop_aspect_range = (3 / 4, 4 / 3)
+  # (brightness, contrast, saturation, hue) jitter ranges; all 0: off.
+  config.data.color_jitter = (0.0, 0.0, 0.0, 0.0)
+  # Random erasing: the probability of one box of this fraction of the area.
+  config.data.erase_probability = 0.0
+  config.data.erase_area_range = (0.02, 1 / 3)
+  # Batch mixing on the device (recognition): Beta(alpha, alpha) weights;
+  # 0 is off, both on picks one of the two per batch.
+  config.data.mixup_alpha = 0.0
+  config.data.cutmix_alpha = 0.0
   config.data.eval_num_clips = 1
   config.data.num_workers = 8  # grain worker processes per host.
   # Threads per worker (or in-process) that read and transform examples.
@@ -60,6 +74,7 @@ def get_base_config():
   config.data.eval_split = 'validation'
 
   config.model = ml_collections.ConfigDict()
+  config.model.family = 'resnet'  # The backbone (maxmicro.models.FAMILIES).
   config.model.depth = 50
   config.model.stage_sizes = None  # None: the standard stages of `depth`.
   config.model.width = 64  # Filters of the stem and the first stage.
@@ -72,6 +87,8 @@ def get_base_config():
   config.model.embedding_dim = 384  # D; must match the label vectors.
   config.model.dropout_rate = 0.5
   config.model.body_head = False  # 7-way body-part head (hierarchical).
+  # MANet's label-embedding branch (fc_emb, fc_emb_t); loss.embedding needs it.
+  config.model.embedding_head = True
   config.model.dtype = 'auto'  # 'auto' | 'float32' | 'bfloat16'.
 
   config.loss = ml_collections.ConfigDict()
@@ -98,6 +115,13 @@ def get_base_config():
   config.optim.decay_epochs = (30, 60)
   config.optim.decay_factor = 0.1
   config.optim.warmup_epochs = 0.0
+  config.optim.warmup_start_factor = 0.0  # Warm up from this x the peak.
+  # The epochs the cosine spans (None: the run's); a run may stop before its
+  # schedule ends, as the MAC 2024 winner's 38 epochs of a 40-epoch cosine.
+  config.optim.schedule_epochs = config_dict.placeholder(float)
+  # The backbone's learning rate over the heads' (recognition).
+  config.optim.backbone_lr_multiplier = 1.0
+  config.optim.layer_decay = 1.0  # < 1: layer-wise decay (ViT only).
   config.optim.fc_lr5 = True  # fc_emb_t weight x5, bias x10 (official).
   # Dense biases learn at this multiple of the learning rate (mmaction2's
   # rule, as the official MANet trains; configs/mmad.py uses 1).
@@ -111,6 +135,9 @@ def get_base_config():
   config.train.num_train_steps = config_dict.placeholder(int)
   # Split large parameters (and their optimizer moments) over the devices.
   config.train.fsdp = False
+  # Micro-batches per optimizer step (gradients averaged): a batch larger
+  # than the devices hold at once; it must divide the per-device batch.
+  config.train.grad_accum_steps = 1
   config.train.log_every_steps = 50
   # None: once per epoch, from the steps per epoch of the data at run time.
   config.train.checkpoint_every_steps = config_dict.FieldReference(
@@ -136,6 +163,11 @@ def apply_tiny(config):
   config.model.num_segments = 4
   # embedding_dim stays 384: the default label vectors' width.
   config.model.dropout_rate = 0.0
+  return apply_tiny_data(config)
+
+
+def apply_tiny_data(config):
+  """32x32 crops, in-process input and batches of 4: any family's tiny runs."""
   config.data.image_size = 32
   config.data.resize_short_side = 36
   config.data.num_workers = 0

@@ -11,12 +11,15 @@ evaluates on validation every 7 epochs and at the end, and prints the metrics. T
       --video=data/demo/ma52/videos_val/0000_09_val.mp4
   python run.py --workdir=workdirs/demo --mode=submit
 
-`:quick` trains two epochs instead of all (a smoke test).
+`:quick` trains two epochs instead of all (a smoke test). `:vit` trains the
+tiny ViT of `configs/videomae.py` instead of MANet, from scratch with AdamW
+(workdirs/demo_vit in the README).
 """
 
 import ml_collections
 
 from configs import common
+from configs import videomae
 
 # Synthetic training videos per class (52 classes); val and test get half.
 VIDEOS_PER_CLASS = 12
@@ -24,7 +27,7 @@ GLOBAL_BATCH_SIZE = 16
 
 
 def get_config(arg=None):
-  arg = common.parse_arg(arg, quick=False)
+  arg = common.parse_arg(arg, quick=False, vit=False)
   config = common.get_base_config()
   config.synthetic_data = ml_collections.ConfigDict(dict(
       manual_dir='data/demo/ma52',
@@ -61,4 +64,24 @@ def get_config(arg=None):
   config.train.keep_checkpoints = 2
   config.train.eval_every_epochs = 7
   config.eval.global_batch_size = 32
+  if arg.vit:
+    apply_vit(config)
+  return config
+
+
+def apply_vit(config):
+  """The tiny ViT on 8 frames of 48x48 (8x8 patches: 144 tokens)."""
+  config.model = videomae.model_config('tiny', num_segments=8)
+  config.model.patch_size = 8
+  config.model.dropout_rate = 0.0
+  config.loss.embedding = 'none'
+  config.optim.name = 'adamw'
+  # From scratch: a ViT needs a larger rate and more epochs than MANet.
+  config.optim.base_learning_rate = 3e-3
+  config.optim.base_batch_size = GLOBAL_BATCH_SIZE
+  config.optim.weight_decay = 0.05
+  config.optim.fc_lr5 = False
+  config.optim.bias_lr_multiplier = 1.0
+  config.train.num_epochs = 30 if config.train.num_epochs > 2 else 2
+  config.train.eval_every_epochs = 10
   return config

@@ -9,8 +9,9 @@ Each step is one `ocp.args.Composite` of up to four items:
 - `config`: the run's config as JSON, so that eval, predict and submit can
   rebuild the model without the config file.
 
-`state_to_items` and `state_from_items` are the one mapping between a
-`TrainState` and these items; `restore_latest` is the resume policy.
+`train_state.state_to_items` and `state_from_items` are the one mapping
+between a `TrainState` and these items; the resume policy is
+`resume.restore_latest`.
 `save_variables` writes `variables` and `config` alone (converted weights);
 training from such a workdir starts from them with a fresh optimizer.
 
@@ -30,14 +31,13 @@ import os
 import time
 
 from absl import logging
+from etils import epath
 
 import grain
 import jax
 import ml_collections
 import orbax.checkpoint as ocp
 from orbax.checkpoint import checkpoint_managers
-
-from maxmicro import train_state
 
 CHECKPOINT_SUBDIR = 'checkpoints'
 # Orbax writes it into a step last, just before the step's commit.
@@ -205,13 +205,26 @@ def restore(manager, step, *, variables=None, train=None, iterator=None):
   whose state is set in place. Returns a dict of the restored items.
   """
   items = {}
+  # An empty collection (a ViT's batch_stats) is on disk as an empty entry
+  # or not at all, depending on how the state was built; restore what is
+  # there and put the empty ones back.
+  empty = [name for name, tree in (variables or {}).items()
+           if not jax.tree.leaves(tree)]
   if variables is not None:
-    items['variables'] = ocp.args.StandardRestore(variables)
+    saved = set(ocp.StandardCheckpointHandler().metadata(
+        epath.Path(manager.directory) / str(step) / 'variables').keys())
+    items['variables'] = ocp.args.StandardRestore(
+        {name: tree for name, tree in variables.items()
+         if name in saved or name not in empty})
   if train is not None:
     items['train'] = ocp.args.StandardRestore(train)
   if iterator is not None:
     items['iterator'] = grain.checkpoint.CheckpointRestore(iterator)
-  return dict(manager.restore(step, args=ocp.args.Composite(**items)).items())
+  restored = dict(manager.restore(step, args=ocp.args.Composite(**items)))
+  if variables is not None:
+    restored['variables'] = {**{name: {} for name in empty},
+                             **restored['variables']}
+  return restored
 
 
 def restore_saved_variables(manager, step):
@@ -223,7 +236,7 @@ def restore_saved_variables(manager, step):
   restored = manager.restore(step, args=ocp.args.Composite(
       variables=ocp.args.StandardRestore()))['variables']
   return {'params': restored['params'],
-          'batch_stats': restored['batch_stats']}
+          'batch_stats': restored.get('batch_stats', {})}
 
 
 def read_config(manager, step):
@@ -322,94 +335,3 @@ def save_variables(workdir, variables, config, step=0):
   finally:
     manager.close()
   return directory
-
-
-def state_to_items(state):
-  """A `TrainState` as the checkpoint items `(variables, train)`.
-
-  Arrays other than the model's parameters that a task trains (`params`
-  beside `'model'`) go with the optimizer state into `train`.
-  """
-  extra_params = {name: value for name, value in state.params.items()
-                  if name != 'model'}
-  train = {'step': state.step, 'opt_state': state.opt_state,
-           'nonfinite_steps': state.nonfinite_steps,
-           'first_nonfinite_step': state.first_nonfinite_step,
-           **extra_params}
-  return state.variables, train
-
-
-def state_from_items(variables, train):
-  """The inverse of `state_to_items`."""
-  train = dict(train)
-  counters = {name: train.pop(name) for name in (
-      'step', 'opt_state', 'nonfinite_steps', 'first_nonfinite_step')}
-  return train_state.TrainState(
-      params={'model': variables['params'], **train},
-      batch_stats=variables['batch_stats'], **counters)
-
-
-def restore_latest(manager, abstract_state, init_state, iterator, log):
-  """The state to resume training from: the workdir's latest complete step.
-
-  All of it, or only its variables (put into `init_state()`) if it has no
-  optimizer state, as `save_variables` writes. A newer step that a kill cut
-  short (no commit marker), or one that fails to restore while an older one
-  restores, is renamed aside with a warning; if every step fails the first
-  error is raised, so a config that no longer fits its checkpoints never
-  silently restarts from scratch.
-
-  Args:
-    manager: the workdir's manager.
-    abstract_state: the `TrainState` of `jax.ShapeDtypeStruct`s with
-      shardings that restored arrays take.
-    init_state: `() -> TrainState`, a freshly initialised state.
-    iterator: the fresh train iterator, whose state is restored in place.
-    log: prints a line.
-
-  Returns:
-    `(state, iterator restored)`; `(None, False)` without any checkpoint.
-  """
-  unreadable = []  # (step, error) of committed steps that failed.
-  for step in steps_newest_first(manager):
-    if not is_committed(manager, step):
-      aside = set_aside(manager, step, 'incomplete')
-      log(f'warning: checkpoint step {step} is incomplete (a save was cut '
-          f'short); moved it to {aside} and looking at older steps')
-      continue
-    try:
-      state, restored_iterator = _restore_step(
-          manager, step, abstract_state, init_state, iterator, log)
-    except Exception as error:  # pylint: disable=broad-exception-caught
-      # Orbax and TensorStore raise many types for a damaged file.
-      log(f'warning: checkpoint step {step} does not restore '
-          f'({type(error).__name__}: {error}); trying older steps')
-      unreadable.append((step, error))
-      continue
-    for bad_step, _ in unreadable:
-      aside = set_aside(manager, bad_step, 'unreadable')
-      log(f'warning: moved unreadable checkpoint step {bad_step} to {aside}')
-    return state, restored_iterator
-  if unreadable:
-    step, error = unreadable[0]
-    raise CheckpointError(
-        f'no checkpoint in {manager.directory} restores into this config; '
-        f'step {step} fails with {type(error).__name__}: {error}') from error
-  return None, False
-
-
-def _restore_step(manager, step, abstract_state, init_state, iterator, log):
-  """The state (and iterator) of checkpoint `step`; see `restore_latest`."""
-  abstract_variables, abstract_train = state_to_items(abstract_state)
-  if has_item(manager, step, 'train'):
-    restore_iterator = has_item(manager, step, 'iterator')
-    restored = restore(manager, step, variables=abstract_variables,
-                       train=abstract_train,
-                       iterator=iterator if restore_iterator else None)
-    log(f'resuming from step {step}')
-    return (state_from_items(restored['variables'], restored['train']),
-            restore_iterator)
-  variables = restore(manager, step, variables=abstract_variables)['variables']
-  log(f'starting from the variables of checkpoint step {step} '
-      '(no optimizer state in it)')
-  return init_state().with_variables(variables), False

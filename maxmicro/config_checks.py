@@ -24,7 +24,8 @@ from maxmicro import models
 from maxmicro import optim
 from maxmicro import sharding
 from maxmicro import tasks
-from maxmicro.data import detection_pipeline
+from maxmicro.data import label_shuffles
+from maxmicro.data import transforms
 from maxmicro.models import resnet
 
 # What train.py does with a step whose loss or gradients are NaN or Inf: it
@@ -35,17 +36,23 @@ NONFINITE_POLICIES = ('stop', 'skip')
 # Enumerated fields and their allowed values, from the modules' own tables.
 CHOICES = {
     'data.dataset': tuple(tasks.TASKS),
+    'data.train_crop': transforms.TRAIN_CROPS,
     'model.dtype': ('auto', *models.DTYPES),
-    'model.depth': tuple(resnet.STAGE_SIZES),
+    'model.family': tuple(models.FAMILIES),
     'loss.embedding': tuple(losses.EMBEDDING_LOSSES),
     'optim.name': tuple(optim.OPTIMIZERS),
     'optim.schedule': tuple(optim.SCHEDULES),
     'train.nonfinite_policy': NONFINITE_POLICIES,
-    'detection.shuffle_train_labels': detection_pipeline.LABEL_SHUFFLES,
+    'detection.shuffle_train_labels': label_shuffles.LABEL_SHUFFLES,
+}
+# The same, for one backbone family's fields.
+FAMILY_CHOICES = {
+    'resnet': {'model.depth': tuple(resnet.STAGE_SIZES)},
 }
 # Fields that must be positive integers.
 POSITIVE = ('train.global_batch_size', 'eval.global_batch_size',
             'train.log_every_steps', 'train.keep_checkpoints',
+            'train.grad_accum_steps',
             'model.num_segments',
             # Detection (configs/mmad.py).
             'model.num_levels', 'model.width', 'detection.frame_stride',
@@ -122,7 +129,7 @@ def _explain(error, argv):
     if f'--config.{field}' in str(error):
       current = _get(config, field)
       kind = 'None' if current is None else type(current).__name__
-      allowed = CHOICES.get(field)
+      allowed = _choices(config).get(field)
       more = (f' Allowed values: {", ".join(map(str, allowed))}.'
               if allowed else '')
       return (f'--config.{field}={value}: config.{field} is of type {kind} '
@@ -147,6 +154,12 @@ def parse_flags(argv):
     sys.exit(1)
 
 
+def _choices(config):
+  """CHOICES with those of the config's backbone family."""
+  return {**CHOICES,
+          **FAMILY_CHOICES.get(config.model.get('family'), {})}
+
+
 def check_config(config, training=True):
   """Checks a config's values before any data, file or device work.
 
@@ -160,7 +173,8 @@ def check_config(config, training=True):
   """
   # A task's config has its own sections only (detection's `model` is the
   # detector, without `depth`), so a field it lacks is not checked.
-  for field, allowed in CHOICES.items():
+  family = config.model.get('family')
+  for field, allowed in _choices(config).items():
     if not _has(config, field):
       continue
     value = _get(config, field)
@@ -178,8 +192,23 @@ def check_config(config, training=True):
       raise ValueError(f'config.{field}={value!r} must be a positive '
                        'integer' + (' or None' if field in POSITIVE_OR_NONE
                                     else '') + '.')
+  if _has(config, 'optim.schedule_epochs'):
+    schedule_epochs = config.optim.schedule_epochs
+    if schedule_epochs is not None and not schedule_epochs > 0:
+      raise ValueError(f'config.optim.schedule_epochs={schedule_epochs!r} '
+                       'must be positive, or None for the run\'s epochs.')
+  if family == 'vit':
+    _check_vit(config)
+  if _has(config, 'data.color_jitter'):
+    _check_augmentation(config.data)
   if config.data.dataset == 'mma52':
     _check_detection(config)
+  elif (config.loss.embedding != 'none' and
+        not config.model.embedding_head):
+    raise ValueError(f'config.loss.embedding={config.loss.embedding!r} '
+                     'needs the label-embedding head: set '
+                     'config.model.embedding_head=True, or '
+                     "config.loss.embedding='none'.")
   elif (config.loss.embedding == 'contrastive' and
         config.loss.temperature <= 0):
     raise ValueError(f'config.loss.temperature={config.loss.temperature} '
@@ -189,7 +218,52 @@ def check_config(config, training=True):
     sharding.check_batch_size(config[section].global_batch_size, mesh, section)
   if training and config.init_from and not os.path.isfile(config.init_from):
     raise ValueError(f'config.init_from={config.init_from!r} does not exist; '
-                     'give a torchvision ResNet-50 state dict file or None.')
+                     'give a PyTorch state dict file (.pth or .safetensors) '
+                     'of the backbone, or None.')
+
+
+# (field, low, high) of the augmentation ranges and amounts.
+_AUGMENTATION_BOUNDS = (('crop_area_range', 0.0, 1.0),
+                        ('crop_aspect_range', 0.0, float('inf')),
+                        ('erase_area_range', 0.0, 1.0))
+
+
+def _check_augmentation(data):
+  """Ranges in order and inside their bounds; amounts mmaction2 accepts."""
+  for field, low, high in _AUGMENTATION_BOUNDS:
+    value = tuple(data[field])
+    if not (len(value) == 2 and low < value[0] <= value[1] <= high):
+      raise ValueError(f'config.data.{field}={value!r} must be (min, max) '
+                       f'with {low} < min <= max <= {high}.')
+  jitter = tuple(data.color_jitter)
+  if (len(jitter) != 4 or not all(0 <= x <= 1 for x in jitter[:3]) or
+      not 0 <= jitter[3] <= 0.5):
+    raise ValueError(
+        f'config.data.color_jitter={jitter!r} must be (brightness, contrast, '
+        'saturation, hue) with the first three in [0, 1] and hue in [0, 0.5].')
+  if not 0 <= data.erase_probability <= 1:
+    raise ValueError(f'config.data.erase_probability={data.erase_probability}'
+                     ' must be in [0, 1].')
+  for field in ('mixup_alpha', 'cutmix_alpha'):
+    if data[field] < 0:
+      raise ValueError(f'config.data.{field}={data[field]} must be >= 0 '
+                       '(0 is off).')
+
+
+def _check_vit(config):
+  """Tubelets must tile the clip, and heads split the width."""
+  model = config.model
+  if model.embed_dim % model.num_heads:
+    raise ValueError(f'config.model.embed_dim={model.embed_dim} does not '
+                     f'split into config.model.num_heads={model.num_heads}.')
+  if model.num_segments % model.tubelet_size:
+    raise ValueError(
+        f'config.model.num_segments={model.num_segments} is not a multiple '
+        f'of config.model.tubelet_size={model.tubelet_size}.')
+  if config.data.image_size % model.patch_size:
+    raise ValueError(
+        f'config.data.image_size={config.data.image_size} is not a multiple '
+        f'of config.model.patch_size={model.patch_size}.')
 
 
 def _check_detection(config):

@@ -1,11 +1,22 @@
-r"""PyTorch weights to maxmicro variables.
+r"""PyTorch weights to maxmicro variables, for every backbone family.
 
-Two sources: official MANet / TSM / TSN checkpoints (mmcv checkpoints of the
-mmaction2 fork, or their bare state dicts), converted whole; and torchvision
-ResNet ImageNet state dicts, the backbone initialisation of a run
-(`config.init_from`, see `load_backbone_init`). Files are read without
-unpickling code: `torch.load(..., weights_only=True)` or safetensors. torch is
-imported only when a `.pth` file is read.
+Each family names its variables in its own module, listed in `FAMILY_NAMES`,
+which recognises a state dict's layout by its keys (`detect_layout`):
+- ResNets (`torch_names`): official MANet / TSM / TSN checkpoints (mmcv
+  checkpoints of the mmaction2 fork, or their bare state dicts), and
+  torchvision ImageNet state dicts (a backbone only).
+- ViTs (`vit_names`): official VideoMAE / VideoMAE V2 checkpoints, fine-tuned
+  (`blocks.N.attn.qkv`, `fc_norm`, `head`) or pre-trained (`encoder.*`, a
+  backbone only); transformers' `VideoMAEForVideoClassification` and
+  `VideoMAEModel`; mmaction2 1.x `VisionTransformer` (`backbone.*`,
+  `cls_head.fc_cls`). A learned position table is resized to the model's
+  frames and image size; a head of another class count starts fresh.
+This module is the same for all: it reads the files (`state_dict_files`:
+`.pth` without unpickling code, `.safetensors`), checks the keys, and writes
+workdirs. Whole models
+convert with `torch_to_variables`; a backbone alone initialises a run, for
+`config.init_from` and the detector's `backbone_init_from` alike
+(`load_backbone_init`).
 
 Convert an official checkpoint into a workdir that `run.py` evaluates:
 
@@ -13,9 +24,17 @@ Convert an official checkpoint into a workdir that `run.py` evaluates:
       --config=configs/manet.py:paper --out=workdirs/manet_official
   python run.py --config=configs/manet.py:paper \
       --workdir=workdirs/manet_official --mode=eval
+
+or a fine-tuned VideoMAE V2 ViT-B (official, transformers or mmaction2
+names; a Kinetics head of 400 or 710 classes is replaced by a fresh 52-class
+one, to fine-tune with `--mode=train`):
+
+  python -m maxmicro.convert --torch_checkpoint=vit_b_k710_dl_from_giant.pth \
+      --config=configs/videomae.py:base --out=workdirs/vit_b_k710
 """
 
 import dataclasses
+import functools
 import os
 import sys
 
@@ -27,14 +46,20 @@ import numpy as np
 
 from maxmicro import checkpoint
 from maxmicro import models
+from maxmicro import state_dict_files
 from maxmicro import torch_names
+from maxmicro import vit_names
 
 # Problems listed per kind in an error message; the rest are counted.
 _MAX_LISTED = 40
 
 
-class ConversionError(ValueError):
-  """A state dict or file that does not fit the model of a config."""
+# `config.model.family` -> the module that names its variables in PyTorch.
+FAMILY_NAMES = {'resnet': torch_names, 'vit': vit_names}
+
+
+# Raised for files (`state_dict_files`) and for names and shapes alike.
+ConversionError = state_dict_files.ConversionError
 
 
 @dataclasses.dataclass
@@ -44,11 +69,13 @@ class Conversion:
   Attributes:
     variables: Flax path (with its collection) -> float32 numpy array.
     skipped: reason -> the state-dict keys skipped for it.
-    layout: `torch_names.MMACTION` or `torch_names.TORCHVISION`.
+    layout: the layout's name (`torch_names`, `vit_names`).
+    reinitialised: paths of a head of another class count, left out.
   """
   variables: dict
   skipped: dict
   layout: str
+  reinitialised: list = dataclasses.field(default_factory=list)
 
   def summary(self):
     """One line: what was converted and what skipped, for logs."""
@@ -62,21 +89,42 @@ def torch_to_variables(state_dict, config):
   """The variables of `build_model(config)` from a PyTorch state dict.
 
   Args:
-    state_dict: names to numpy arrays or torch tensors; a bare state dict, or
-      an mmcv checkpoint holding one under `state_dict`. `num_batches_tracked`
-      and the official code's dead `action_p2_*` tensors are skipped (logged).
+    state_dict: names to numpy arrays or torch tensors in one of the layouts
+      of `config.model.family` (see the module docstring); a bare state dict,
+      or a checkpoint holding one under `state_dict`, `model` or `module`.
+      What carries nothing to convert (BatchNorm counters, a pre-training
+      decoder, a fixed position table) is skipped and logged.
     config: the run's config; `config.model` decides the model.
 
   Returns:
-    `{'params': ..., 'batch_stats': ...}` of float32 numpy arrays.
+    `{'params': ..., 'batch_stats': ...}` of float32 numpy arrays; a head of
+    another class count has fresh values (logged as a warning).
 
   Raises:
     ConversionError: listing the missing, unexpected and mis-shaped keys, or
-      naming what a torchvision state dict cannot provide (heads, SE gates).
+      naming what a backbone-only file cannot provide (heads, SE gates).
   """
   conversion = convert_state_dict(state_dict, config)
   logging.info('%s', conversion.summary())
-  return flax.traverse_util.unflatten_dict(conversion.variables)
+  return _with_fresh_heads(conversion, config)
+
+
+def _with_fresh_heads(conversion, config):
+  """The converted variables, nested, with fresh values for the heads that
+  were left out (`Conversion.reinitialised`), from `build_model(config)`'s
+  initialisation with `config.seed`."""
+  variables = conversion.variables
+  if conversion.reinitialised:
+    init = jax.jit(functools.partial(models.build_model(config).init,
+                                     train=False))
+    fresh = flax.traverse_util.flatten_dict(jax.device_get(init(
+        jax.random.key(config.seed),
+        np.zeros(models.input_shape(config), np.float32))))
+    variables = {**variables, **{path: np.asarray(fresh[path])
+                                 for path in conversion.reinitialised}}
+  nested = flax.traverse_util.unflatten_dict(variables)
+  nested.setdefault('batch_stats', {})  # A ViT has none.
+  return nested
 
 
 def convert_state_dict(state_dict, config, backbone_only=False):
@@ -84,40 +132,67 @@ def convert_state_dict(state_dict, config, backbone_only=False):
 
   With `backbone_only`, only the `backbone` variables are converted, and
   those the layout does not name (SE gates, in a torchvision state dict) are
-  left out rather than reported missing.
+  left out rather than reported missing. A head of another class count is
+  left out too (`Conversion.reinitialised`), for a fresh one.
   """
-  state_dict = unwrap_state_dict(state_dict)
+  state_dict = state_dict_files.unwrap_state_dict(state_dict)
+  names_of = FAMILY_NAMES[config.model.family]
   try:
-    layout = torch_names.detect_layout(state_dict)
+    layout = names_of.detect_layout(state_dict)
+    state_dict, skipped = names_of.prepare(state_dict, layout, config)
   except ValueError as error:
     raise ConversionError(str(error)) from None
   targets = flax.traverse_util.flatten_dict(models.abstract_variables(config))
   if backbone_only:
     targets = {path: leaf for path, leaf in targets.items()
                if path[1] == 'backbone'}
-  conv1_wrapped = config.model.use_se or config.model.use_shift
-  names = {path: torch_names.torch_name(path[1:], layout, conv1_wrapped)
-           for path in targets}
+  names = names_of.torch_names([path[1:] for path in targets], layout, config)
+  names = {path: names[path[1:]] for path in targets}
   unnamed = [path for path, name in names.items() if name is None]
   if unnamed and not backbone_only:
     raise ConversionError(
         f'a {layout} state dict holds only a backbone; it has no weights for '
         f'{_listing(_join(path) for path in unnamed)}. Use it as '
         'config.init_from (maxmicro.convert.load_backbone_init) instead.')
-  skipped = {}
   for key in state_dict:
-    reason = torch_names.skip_reason(key, layout, backbone_only)
+    reason = names_of.skip_reason(key, layout, backbone_only)
     if reason:
       skipped.setdefault(reason, []).append(key)
   path_of = {name: path for path, name in names.items() if name is not None}
-  _check_keys(state_dict, path_of, targets, skipped)
+  reinitialised = []
+  for name in _other_class_count(state_dict, path_of, targets, names_of):
+    skipped.setdefault('a head of another class count (re-initialised)',
+                       []).append(name)
+    reinitialised.append(path_of.pop(name))
+  _check_keys(state_dict, path_of, targets, skipped, names_of)
   variables = {
-      path: torch_names.to_flax(state_dict[name], path[-1]).astype(np.float32)
+      path: names_of.to_flax(state_dict[name], path[-1]).astype(np.float32)
       for name, path in path_of.items()}
-  return Conversion(variables=variables, skipped=skipped, layout=layout)
+  return Conversion(variables=variables, skipped=skipped, layout=layout,
+                    reinitialised=reinitialised)
 
 
-def _check_keys(state_dict, path_of, targets, skipped):
+def _other_class_count(state_dict, path_of, targets, names_of):
+  """Names of the tensors of heads whose class count is not the model's:
+  every tensor of such a head differs in its first dimension only."""
+  by_head = {}
+  for name, path in path_of.items():
+    if path[1] != 'backbone' and name in state_dict:
+      want = names_of.torch_shape(targets[path].shape, path[-1])
+      have = tuple(state_dict[name].shape)
+      by_head.setdefault(path[:-1], []).append((name, have, want))
+  heads = []
+  for tensors in by_head.values():
+    if all(have != want and have[1:] == want[1:]
+           for _, have, want in tensors):
+      name, have, want = tensors[0]
+      logging.warning('%s has %d classes, the config %d: left out, the head '
+                      'starts fresh.', name, have[0], want[0])
+      heads.extend(name for name, _, _ in tensors)
+  return heads
+
+
+def _check_keys(state_dict, path_of, targets, skipped, names_of):
   """Raises a ConversionError listing missing, extra and mis-shaped keys."""
   ignored = {key for keys in skipped.values() for key in keys}
   missing = [name for name in path_of if name not in state_dict]
@@ -127,7 +202,7 @@ def _check_keys(state_dict, path_of, targets, skipped):
   for name, path in path_of.items():
     if name not in state_dict:
       continue
-    want = torch_names.torch_shape(targets[path].shape, path[-1])
+    want = names_of.torch_shape(targets[path].shape, path[-1])
     have = tuple(state_dict[name].shape)
     if have != want:
       misshaped.append(f'{name} {have} (the model wants {want})')
@@ -152,103 +227,15 @@ def _join(path):
   return '/'.join(path)
 
 
-def unwrap_state_dict(loaded):
-  """A bare `{name: numpy array}` from a state dict or an mmcv checkpoint.
-
-  Takes the `state_dict` entry of an mmcv checkpoint, drops the `module.`
-  prefix that DataParallel adds, and turns torch tensors into numpy arrays.
-  """
-  if not isinstance(loaded, dict):
-    raise ConversionError(
-        f'expected a state dict (a dict of tensors), got '
-        f'{type(loaded).__name__}.')
-  if isinstance(loaded.get('state_dict'), dict):
-    loaded = loaded['state_dict']
-  state_dict = {}
-  for key, value in loaded.items():
-    if not hasattr(value, 'shape'):
-      raise ConversionError(
-          f'{key!r} is a {type(value).__name__}, not a tensor; is this a '
-          'state dict?')
-    state_dict[key.removeprefix('module.')] = _to_numpy(value)
-  return state_dict
-
-
-def _to_numpy(value):
-  if hasattr(value, 'detach'):  # A torch tensor: no torch import needed.
-    value = value.detach().cpu()
-    if value.is_floating_point():
-      value = value.float()  # numpy has no bfloat16.
-    return value.numpy()
-  return np.asarray(value)
-
-
-def read_state_dict(path):
-  """The state dict in a `.pth`/`.pt` (torch) or `.safetensors` file.
-
-  Raises ConversionError naming `path` if it is missing or unreadable.
-  """
-  path = epath.Path(path)
-  if not path.exists():
-    raise ConversionError(f'{path}: no such file.')
-  try:
-    if path.suffix == '.safetensors':
-      loaded = _safetensors_load(path)
-    else:
-      with path.open('rb') as file:
-        loaded = _torch_load(file)
-  except ImportError as error:
-    raise ConversionError(
-        f'{path}: reading it needs the {error.name} package '
-        f'(pip install {error.name}).') from None
-  except Exception as error:  # pylint: disable=broad-except
-    raise ConversionError(
-        f'{path}: not a readable PyTorch or safetensors state dict '
-        f'({_reason(error)}).') from None
-  try:
-    return unwrap_state_dict(loaded)
-  except ConversionError as error:
-    raise ConversionError(f'{path}: {error}') from None
-
-
-def _safetensors_load(path):
-  import safetensors.numpy  # pylint: disable=g-import-not-at-top
-  return safetensors.numpy.load(path.read_bytes())
-
-
-def _torch_load(file):
-  """`torch.load` that unpickles tensors, containers and numpy data only.
-
-  mmcv checkpoints keep numpy scalars (best scores) in their `meta`; those
-  are allowed, under their numpy 1 and 2 module names. Nothing that can run
-  code is.
-  """
-  import torch  # pylint: disable=g-import-not-at-top
-  multiarray = np._core.multiarray  # pylint: disable=protected-access
-  rebuild_array = getattr(multiarray, '_reconstruct')
-  allowed = [np.ndarray, np.dtype, multiarray.scalar, rebuild_array,
-             (multiarray.scalar, 'numpy.core.multiarray.scalar'),
-             (rebuild_array, 'numpy.core.multiarray._reconstruct')]
-  allowed += [getattr(np.dtypes, name) for name in dir(np.dtypes)
-              if name.endswith('DType')]
-  with torch.serialization.safe_globals(allowed):
-    return torch.load(file, weights_only=True, map_location='cpu')
-
-
-def _reason(error):
-  """The telling line of an exception: torch's weights-only errors are long."""
-  lines = [line.strip() for line in str(error).splitlines() if line.strip()]
-  telling = [line for line in lines if 'Unsupported global' in line]
-  return f'{type(error).__name__}: {(telling or lines or [""])[0]}'
-
-
 def load_backbone_init(path, variables, config, what='config.init_from'):
   """Fresh `variables` with their backbone replaced by the weights in `path`.
 
-  The trainer's `config.init_from`: a torchvision ResNet ImageNet state dict
-  (or an official checkpoint, whose backbone is then taken). Backbone params
-  and batch_stats are replaced; what the file's layout does not name (the SE
-  gates of a torchvision file) and the heads keep their fresh values.
+  The trainer's `config.init_from` and the detector's `backbone_init_from`:
+  any layout of the family (a torchvision ResNet, a VideoMAE pre-training
+  encoder, a fine-tuned checkpoint whose backbone is then taken). Backbone
+  params and batch_stats are replaced; what the file's layout does not name
+  (the SE gates of a torchvision file, a pre-trained ViT's `fc_norm`) and
+  the heads keep their fresh values.
 
   Args:
     path: the `.pth` / `.safetensors` file.
@@ -262,10 +249,10 @@ def load_backbone_init(path, variables, config, what='config.init_from'):
 
   Raises:
     ConversionError: naming `path`, for a missing or unreadable file or one
-      that does not fit the model (for example another ResNet depth).
+      that does not fit the model (for example another depth or width).
   """
   try:
-    conversion = convert_state_dict(read_state_dict(path), config,
+    conversion = convert_state_dict(state_dict_files.read_state_dict(path), config,
                                     backbone_only=True)
   except ConversionError as error:
     message = str(error)
@@ -307,9 +294,8 @@ def write_workdir(out_dir, variables, config):
 
 def convert_checkpoint(torch_checkpoint, config, out_dir):
   """Reads a PyTorch file, converts it whole and writes `out_dir`."""
-  conversion = convert_state_dict(read_state_dict(torch_checkpoint), config)
-  write_workdir(out_dir, flax.traverse_util.unflatten_dict(
-      conversion.variables), config)
+  conversion = convert_state_dict(state_dict_files.read_state_dict(torch_checkpoint), config)
+  write_workdir(out_dir, _with_fresh_heads(conversion, config), config)
   return conversion
 
 

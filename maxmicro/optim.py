@@ -10,6 +10,10 @@ Parameter groups are those of mmaction2's `TSMOptimizerConstructor` with
   lr5_weight   `fc_emb_t` kernel (fc_lr5)         x5     yes
   lr10_bias    `fc_emb_t` bias (fc_lr5)           x10    no
   label_vectors  learnable label vectors          x1     no
+  no_decay     position tables, layer scales      x1     no
+
+A ViT's LayerNorm scales are `norm`, its biases (q and v biases included)
+`bias`, as VideoMAE fine-tunes (no decay on 1-d parameters and `pos_embed`).
 
 `fc_emb_t` is the last Linear layer in the official module order, which is
 the one `fc_lr5` singles out. (*) The bias multiplier is
@@ -19,7 +23,9 @@ decay on biases and norm parameters). Gradients are clipped by their global
 norm before weight decay (mmcv's `OptimizerHook` clips, then `SGD.step`
 decays). A task may scale the learning rate of a whole module on top of its
 groups (`module_multipliers`; end-to-end detection's backbone at x0.05):
-its parameters then fall in groups named `<module>/<group>`.
+its parameters then fall in groups named `<module>/<group>`. Layer-wise
+decay (`config.optim.layer_decay` < 1, BEiT's and VideoMAE's rule) scales a
+ViT's block i by decay^(depth - i), its embedding by decay^(depth + 1).
 
 The learning rate is a function of the train step, passed to the update as
 `tx.update(grads, opt_state, params, step=state.step)`, not of an optax
@@ -43,7 +49,11 @@ GROUPS = {
     'lr5_weight': (5.0, True),
     'lr10_bias': (10.0, False),
     'label_vectors': (1.0, False),
+    'no_decay': (1.0, False),
 }
+# Parameters without weight decay outside norms and biases.
+NO_DECAY_LEAVES = ('pos_embed', 'gamma_1', 'gamma_2')
+BIAS_LEAVES = ('bias', 'q_bias', 'v_bias')
 OPTIMIZERS = ('sgd', 'adamw')
 SCHEDULES = ('step', 'cosine')
 
@@ -60,7 +70,8 @@ def make_schedule(optim_config, *, global_batch_size, steps_per_epoch,
 
   `step`: constant, times `decay_factor` at each of `decay_epochs` (mmcv's
   epoch-wise step policy). `cosine`: cosine decay to zero at `total_steps`.
-  Either starts with a linear warmup from zero over `warmup_epochs`.
+  Either starts with a linear warmup over `warmup_epochs`, from
+  `warmup_start_factor` times the peak (0: from zero).
   """
   peak = peak_learning_rate(optim_config, global_batch_size)
   warmup_steps = int(round(optim_config.warmup_epochs * steps_per_epoch))
@@ -75,7 +86,8 @@ def make_schedule(optim_config, *, global_batch_size, steps_per_epoch,
         peak, decay_steps=max(total_steps - warmup_steps, 1))
   if not warmup_steps:
     return main
-  warmup = optax.linear_schedule(0.0, peak, warmup_steps)
+  warmup = optax.linear_schedule(optim_config.warmup_start_factor * peak,
+                                 peak, warmup_steps)
   return optax.join_schedules([warmup, main], [warmup_steps])
 
 
@@ -88,11 +100,13 @@ def parameter_group(path, fc_lr5=True):
   if path[0] == 'label_vectors':
     return 'label_vectors'
   layer, leaf = path[-2], path[-1]
+  if leaf in NO_DECAY_LEAVES:
+    return 'no_decay'
   if leaf == 'scale' or layer.startswith('bn') or layer.endswith('_bn'):
     return 'norm'
   if fc_lr5 and layer == LR5_LAYER:
     return 'lr5_weight' if leaf == 'kernel' else 'lr10_bias'
-  if leaf == 'bias':
+  if leaf in BIAS_LEAVES:
     return 'bias'
   if leaf == 'kernel':
     return 'weight'
@@ -150,6 +164,36 @@ def group_settings(optim_config):
   return {**GROUPS, 'bias': (optim_config.bias_lr_multiplier, False)}
 
 
+def layer_depth(path, depth):
+  """A ViT parameter's layer for layer-wise decay: 0 for the embedding,
+  i + 1 for `blocks_i`, `depth + 1` for what follows (fc_norm, heads)."""
+  if 'patch_embed' in path or path[-1] == 'pos_embed':
+    return 0
+  for key in path:
+    if key.startswith('blocks_'):
+      return int(key.removeprefix('blocks_')) + 1
+  return depth + 1
+
+
+def scale_by_layer_decay(decay):
+  """Multiplies each update by decay^(depth + 1 - layer_depth): the learning
+  rate (and the decoupled weight decay it scales) of lower blocks shrinks."""
+  def factors(params):
+    backbone = params['model'].get('backbone', {})
+    depth = sum(key.startswith('blocks_') for key in backbone)
+    return jax.tree_util.tree_map_with_path(
+        lambda path, _: decay ** (depth + 1 - layer_depth(
+            tuple(k.key for k in path), depth)), params)
+
+  def update(updates, state, params=None):
+    scaled = jax.tree.map(lambda u, f: u * jnp.asarray(f, u.dtype), updates,
+                          factors(params))
+    return scaled, state
+
+  return optax.GradientTransformation(lambda params: optax.EmptyState(),
+                                      update)
+
+
 def scale_modules(groups, module_multipliers):
   """Group names under `groups['model'][module]` prefixed `module/`, for
   each module of `module_multipliers` (whose groups get their own lr).
@@ -196,7 +240,10 @@ def make_optimizer(optim_config, schedule, module_multipliers=None):
       for name, (multiplier, decay) in group_settings(optim_config).items()})
   clip = ([optax.clip_by_global_norm(optim_config.grad_clip_norm)]
           if optim_config.grad_clip_norm else [])
+  layer_decay = ([scale_by_layer_decay(optim_config.layer_decay)]
+                 if optim_config.layer_decay != 1.0 else [])
   return optax.chain(*clip, optax.multi_transform(
       transforms,
       lambda params: scale_modules(
-          parameter_groups(params, optim_config.fc_lr5), module_multipliers)))
+          parameter_groups(params, optim_config.fc_lr5), module_multipliers)),
+                     *layer_decay)

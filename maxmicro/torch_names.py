@@ -67,6 +67,18 @@ def skip_reason(key, layout, backbone_only=False):
   return None
 
 
+def prepare(state_dict, layout, config):
+  """The state dict as it is: ResNet names map one to one."""
+  del layout, config
+  return state_dict, {}
+
+
+def torch_names(paths, layout, config):
+  """`{path: PyTorch name or None}` for the Flax `paths` of the model."""
+  conv1_wrapped = config.model.use_se or config.model.use_shift
+  return {path: torch_name(path, layout, conv1_wrapped) for path in paths}
+
+
 def torch_name(path, layout, conv1_wrapped):
   """The PyTorch name of the variable at `path`, or None if `layout` lacks it.
 

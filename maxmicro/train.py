@@ -1,9 +1,9 @@
 """The trainer: the jitted step and the loop, for any task.
 
 Read top to bottom: `train_step`, the `Trainer` (what a run fixes before it
-starts), `initial_state` (the resume order), the step `Cadence`, then
-`train_and_evaluate(config, workdir)`,
-which builds the mesh, restores or initialises the state, trains, evaluates
+starts), then `train_and_evaluate(config, workdir)`, which builds the mesh,
+restores or initialises the state (in `resume.initial_state`'s order), trains
+(`config.train.grad_accum_steps` micro-batches per step), evaluates
 every `config.train.eval_every_epochs` and at the end, and checkpoints. What
 differs between tasks (model, loss, data, evaluation, pretrained modules and
 per-module learning rates) comes from the task
@@ -27,16 +27,20 @@ import jax.numpy as jnp
 import optax
 
 from maxmicro import checkpoint
+from maxmicro.cadence import Cadence
+from maxmicro import grad_accum
 from maxmicro import optim
 from maxmicro import preemption
 from maxmicro import reporting
+from maxmicro import resume
 from maxmicro import sharding
 from maxmicro import tasks
 from maxmicro import train_state
 from maxmicro import xla_options
 
 
-def train_step(state, batch, rng, *, loss_fn, tx, schedule):
+def train_step(state, batch, rng, *, loss_fn, tx, schedule,
+               grad_accum_steps=1):
   """One optimizer step on a global batch.
 
   Args:
@@ -45,8 +49,10 @@ def train_step(state, batch, rng, *, loss_fn, tx, schedule):
     rng: the run's base key; this step's key is `fold_in(rng, state.step)`,
       so a resumed run draws the same dropout masks.
     loss_fn: the task's `(params, batch_stats, batch, rng) -> (loss, (parts,
-      batch_stats))`; `loss_fn`, `tx` and `schedule` are bound with
-      `functools.partial`.
+      batch_stats))`; `loss_fn`, `tx`, `schedule` and `grad_accum_steps`
+      are bound with `functools.partial`.
+    grad_accum_steps: micro-batches the batch runs as, their gradients
+      averaged into this one update (`grad_accum.value_and_grad`).
 
   Returns:
     `(state, metrics)`: metrics are scalars (loss and its parts, grad norm,
@@ -55,8 +61,8 @@ def train_step(state, batch, rng, *, loss_fn, tx, schedule):
     parameters, statistics and optimizer state stay the last good ones.
   """
   rng = jax.random.fold_in(rng, state.step)
-  (loss, (parts, batch_stats)), grads = jax.value_and_grad(
-      loss_fn, has_aux=True)(state.params, state.batch_stats, batch, rng)
+  (loss, (parts, batch_stats)), grads = grad_accum.value_and_grad(
+      loss_fn, grad_accum_steps)(state.params, state.batch_stats, batch, rng)
   # The learning rate is `schedule(state.step)`, also after skipped steps.
   updates, opt_state = tx.update(grads, state.opt_state, state.params,
                                  step=state.step)
@@ -108,8 +114,10 @@ class Trainer:
                    out_shardings=self.state_shardings)(rng)
 
   def jit_train_step(self):
-    step = functools.partial(train_step, loss_fn=self.task.loss_fn(),
-                             tx=self.tx, schedule=self.schedule)
+    step = functools.partial(
+        train_step, loss_fn=self.task.loss_fn(), tx=self.tx,
+        schedule=self.schedule,
+        grad_accum_steps=self.config.train.grad_accum_steps)
     return jax.jit(
         step,
         in_shardings=(self.state_shardings, sharding.batch_sharding(self.mesh),
@@ -126,11 +134,16 @@ def make_trainer(config, task, mesh, num_train_examples):
     raise ValueError(
         f'config.train.global_batch_size={global_batch} is larger than the '
         f'{num_train_examples} training videos.')
+  grad_accum.check_steps(config.train.grad_accum_steps,
+                         per_device_batch_size=global_batch // mesh.size)
   total_steps = (config.train.num_train_steps or
                  int(config.train.num_epochs * steps_per_epoch))
+  schedule_epochs = config.optim.get('schedule_epochs')
   schedule = optim.make_schedule(
       config.optim, global_batch_size=global_batch,
-      steps_per_epoch=steps_per_epoch, total_steps=total_steps)
+      steps_per_epoch=steps_per_epoch,
+      total_steps=(int(schedule_epochs * steps_per_epoch) if schedule_epochs
+                   else total_steps))
   tx = optim.make_optimizer(
       config.optim, schedule,
       module_multipliers=task.learning_rate_multipliers())
@@ -145,88 +158,6 @@ def make_trainer(config, task, mesh, num_train_examples):
                  schedule=schedule, steps_per_epoch=steps_per_epoch,
                  total_steps=total_steps, create_state=create_state,
                  abstract_state=abstract_state)
-
-
-def load_pretrained(state, pretrained, variables_shardings):
-  """`state` with whole modules of its model replaced by `pretrained`
-  (`{collection: {module: tree}}`), placed as the state's variables are.
-
-  Raises:
-    ValueError: a module's tree differs from the model's in structure or
-      shapes.
-  """
-  variables = {collection: dict(modules)
-               for collection, modules in state.variables.items()}
-  for collection, modules in pretrained.items():
-    for module, tree in modules.items():
-      expected = variables[collection].get(module)
-      if (jax.tree.structure(tree) != jax.tree.structure(expected) or
-          [leaf.shape for leaf in jax.tree.leaves(tree)] !=
-          [leaf.shape for leaf in jax.tree.leaves(expected)]):
-        raise ValueError(f'the pretrained {collection}/{module} do not fit '
-                         'the model\'s (another architecture?).')
-      variables[collection][module] = jax.device_put(
-          jax.device_get(tree), variables_shardings[collection][module])
-  return state.with_variables(variables)
-
-
-def initial_state(trainer, manager, iterator, rng, log):
-  """Resume order: this workdir's latest checkpoint (`restore_latest`), else
-  a fresh initialisation with `config.init_from` backbone weights and the
-  task's pretrained modules (`task.pretrained_variables`) loaded."""
-  state, _ = checkpoint.restore_latest(
-      manager, trainer.abstract_state, lambda: trainer.init_state(rng),
-      iterator, log)
-  if state is not None:
-    return state
-  state = trainer.init_state(rng)
-  if trainer.config.init_from:
-    from maxmicro import convert  # pylint: disable=g-import-not-at-top
-    log(f'initialising the backbone from {trainer.config.init_from}')
-    variables = convert.load_backbone_init(
-        trainer.config.init_from, jax.device_get(state.variables),
-        trainer.config)
-    state = state.with_variables(jax.device_put(
-        variables, checkpoint.state_to_items(trainer.state_shardings)[0]))
-  pretrained = trainer.task.pretrained_variables(log)
-  if pretrained:
-    state = load_pretrained(
-        state, pretrained,
-        checkpoint.state_to_items(trainer.state_shardings)[0])
-  return state
-
-
-@dataclasses.dataclass(frozen=True)
-class Cadence:
-  """Which steps log, evaluate and save."""
-  first_step: int
-  last_step: int
-  log_every: int
-  eval_every: int  # 0: at the end only.
-  save_every: int
-
-  def logs(self, step):
-    return (step % self.log_every == 0 or step == self.last_step or
-            step == self.first_step)
-
-  def evaluates(self, step):
-    return step == self.last_step or bool(
-        self.eval_every and step % self.eval_every == 0)
-
-  def saves(self, step):
-    return self.evaluates(step) or step % self.save_every == 0
-
-  @classmethod
-  def of(cls, train_config, *, start_step, total_steps, steps_per_epoch):
-    """From `config.train`: evaluations every `eval_every_epochs`; saves
-    every `checkpoint_every_steps`, None meaning once per epoch (of the
-    data this run trains on, known only now)."""
-    return cls(first_step=start_step + 1, last_step=total_steps,
-               log_every=train_config.log_every_steps,
-               eval_every=int(round((train_config.eval_every_epochs or 0) *
-                                    steps_per_epoch)),
-               save_every=(train_config.checkpoint_every_steps or
-                           steps_per_epoch))
 
 
 def train_and_evaluate(config, workdir, *, log=print):
@@ -258,7 +189,7 @@ def train_and_evaluate(config, workdir, *, log=print):
   manager = checkpoint.make_manager(checkpoint.checkpoint_dir(workdir),
                                     keep=config.train.keep_checkpoints)
   init_rng, step_rng = jax.random.split(jax.random.key(config.seed))
-  state = initial_state(trainer, manager, iterator, init_rng, log)
+  state = resume.initial_state(trainer, manager, iterator, init_rng, log)
   start_step = int(jax.device_get(state.step))
   if start_step >= trainer.total_steps:
     log(f'training already finished at step {start_step} of '
@@ -268,7 +199,7 @@ def train_and_evaluate(config, workdir, *, log=print):
 
   jitted_step = trainer.jit_train_step()
   evaluator = task.make_evaluator(
-      mesh, checkpoint.state_to_items(trainer.state_shardings)[0], workdir)
+      mesh, train_state.state_to_items(trainer.state_shardings)[0], workdir)
   reporter = reporting.StepReporter(
       config, steps_per_epoch=trainer.steps_per_epoch,
       total_steps=trainer.total_steps, workdir=workdir, state=state,
@@ -295,7 +226,7 @@ def train_and_evaluate(config, workdir, *, log=print):
         if cadence.evaluates(step):
           eval_metrics = reporter.evaluate(evaluator, state, step)
         if saves:
-          variables, train = checkpoint.state_to_items(state)
+          variables, train = train_state.state_to_items(state)
           best = ({checkpoint.BEST_METRIC: eval_metrics[task.best_metric]}
                   if cadence.evaluates(step) else {})
           saver.save(step, variables=variables, train=train,

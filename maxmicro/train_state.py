@@ -56,3 +56,28 @@ def create_train_state(rng, *, model, tx, input_shape, extra_params=None):
                     opt_state=tx.init(params),
                     nonfinite_steps=jnp.zeros((), jnp.int32),
                     first_nonfinite_step=jnp.zeros((), jnp.int32))
+
+
+def state_to_items(state):
+  """A `TrainState` as the checkpoint items `(variables, train)`.
+
+  Arrays other than the model's parameters that a task trains (`params`
+  beside `'model'`) go with the optimizer state into `train`.
+  """
+  extra_params = {name: value for name, value in state.params.items()
+                  if name != 'model'}
+  train = {'step': state.step, 'opt_state': state.opt_state,
+           'nonfinite_steps': state.nonfinite_steps,
+           'first_nonfinite_step': state.first_nonfinite_step,
+           **extra_params}
+  return state.variables, train
+
+
+def state_from_items(variables, train):
+  """The inverse of `state_to_items`."""
+  train = dict(train)
+  counters = {name: train.pop(name) for name in (
+      'step', 'opt_state', 'nonfinite_steps', 'first_nonfinite_step')}
+  return TrainState(
+      params={'model': variables['params'], **train},
+      batch_stats=variables['batch_stats'], **counters)

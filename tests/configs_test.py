@@ -1,11 +1,17 @@
 """Every config loads with each documented argument."""
 
+import math
+
 import pytest
 
 from configs import common
 from configs import manet
 from configs import tsm
 from configs import tsn
+from configs import videomae
+from maxmicro import sharding
+from maxmicro import tasks
+from maxmicro import train
 
 
 @pytest.mark.parametrize('module', [manet, tsm, tsn])
@@ -40,3 +46,20 @@ def test_parse_arg_values():
   assert (parsed.a, parsed.b, parsed.c) == (True, 3, 'x')
   with pytest.raises(ValueError, match='needs a value'):
     common.parse_arg('b', b=1)
+
+
+def test_videomae_stops_at_38_epochs_of_a_40_epoch_cosine():
+  config = videomae.get_config('tiny')
+  config.update_from_flattened_dict({
+      'train.num_epochs': 38, 'optim.schedule_epochs': 40.0,
+      'optim.warmup_epochs': 2.0})
+  trainer = train.make_trainer(config, tasks.get_task(config),
+                               sharding.make_mesh(), num_train_examples=40)
+  steps_per_epoch = 40 // config.train.global_batch_size
+  assert trainer.total_steps == 38 * steps_per_epoch
+  peak = float(trainer.schedule(2 * steps_per_epoch))
+  last = float(trainer.schedule(38 * steps_per_epoch))
+  # optax's float32 cosine against the closed form in float64.
+  assert last == pytest.approx(
+      peak * 0.5 * (1 + math.cos(math.pi * 36 / 38)), rel=1e-5)
+  assert last > 0

@@ -24,9 +24,11 @@ from maxmicro import config_checks
 from maxmicro import detection_commands
 from maxmicro import optim
 from maxmicro import reporting
+from maxmicro import resume
 from maxmicro import sharding
 from maxmicro import tasks
 from maxmicro import train
+from maxmicro import train_state
 from maxmicro.data import detection_pipeline
 from maxmicro.data import frame_windows
 from maxmicro.data import records
@@ -81,6 +83,8 @@ def test_frame_windows_are_the_clips_extraction_cuts(data_root):
   last = int(starts[-1])
   window = frame_windows.frame_window_example(video, last, spec)
   real = min(steps - last, 8)
+  # The same frames decoded and resized by the same eval_clip on this
+  # machine, then indexed: bit for bit.
   np.testing.assert_array_equal(window['frames'][:real],
                                 all_steps[last:last + real])
   np.testing.assert_array_equal(window['frames'][real:], np.repeat(
@@ -107,10 +111,10 @@ def stepped(data_root):
   trainer = train.make_trainer(config, task, mesh, task.num_train_examples())
   # The keys `train_and_evaluate` draws from the seed.
   init_rng, step_rng = jax.random.split(jax.random.key(config.seed))
-  state = train.load_pretrained(
+  state = resume.load_pretrained(
       trainer.init_state(init_rng),
       task.pretrained_variables(log=lambda *_: None),
-      checkpoint.state_to_items(trainer.state_shardings)[0])
+      train_state.state_to_items(trainer.state_shardings)[0])
   batch = next(task.train_iterator(config.train.global_batch_size))
   batch = sharding.global_batch({key: batch[key] for key in task.batch_keys},
                                 mesh)
@@ -131,7 +135,7 @@ def _max_change(new, old):
 def test_backbone_starts_pretrained_and_learns_at_its_smaller_rate(stepped):
   config, states, metrics = stepped
   pretrained = features_lib.open_backbone(config).variables
-  np.testing.assert_array_equal(
+  np.testing.assert_array_equal(  # Loaded, not computed: exact.
       states[0].params['model']['backbone']['conv1']['kernel'],
       pretrained['params']['conv1']['kernel'])
   assert metrics[0]['grad_norm'] > 0
@@ -140,6 +144,9 @@ def test_backbone_starts_pretrained_and_learns_at_its_smaller_rate(stepped):
                                states[0].params['model'][module])
            for module in ('backbone', 'detector')}
   assert moved['backbone'] > 0
+  # AdamW's first step moves a parameter by lr * g / (|g| + eps): each
+  # module's largest move is its rate, short by eps / |g| and by float32
+  # rounding of the parameters (an ulp of 1 in the backbone's 5e-4 move).
   assert moved['backbone'] / moved['detector'] == pytest.approx(
       config.detection.backbone_lr_multiplier, rel=0.05)
   # Frozen statistics: the trunk's running averages never move.
@@ -177,6 +184,7 @@ def _first_batches(task, count=2):
 def test_same_seed_same_batches_and_first_step(data_root, stepped, trained):
   config = tiny_config(data_root)
   first, again = (_first_batches(tasks.get_task(config)) for _ in range(2))
+  # Two iterators from the same seed on this machine: bit for bit.
   for batch, same in zip(first, again):
     for key in batch:
       np.testing.assert_array_equal(batch[key], same[key])
@@ -192,6 +200,8 @@ def test_same_seed_same_batches_and_first_step(data_root, stepped, trained):
   losses = [line['loss'] for line in reporting.read_metrics(workdir)
             if 'cls_loss' in line]
   assert len(losses) == NUM_STEPS
+  # The same float32 computation compiled twice: equal up to the rounding
+  # of the fusions each compilation picks (1e-6 relative).
   assert losses[0] == pytest.approx(float(stepped[2][0]['loss']), rel=1e-6)
 
 
@@ -206,6 +216,8 @@ def test_eval_reproduces_the_runs_map_and_submit_predict_work(
   out = capsys.readouterr().out
   assert f'mAP      {100 * results["mAP"]:6.2f}' in out, out
   assert 'end to end' in out
+  # --mode=eval of the checkpoint against the run's own last evaluation, on
+  # this machine: bit for bit.
   with open(os.path.join(workdir, 'eval',
                          f'validation_step{NUM_STEPS}_detection.json')) as file:
     assert json.load(file)['mAP'] == results['mAP']

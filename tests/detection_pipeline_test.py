@@ -44,6 +44,8 @@ def test_window_example_clips_maps_classes_and_pads():
   assert window['mask'].all()
   # (2, 5) -> (0, 2); (4, 15) -> (1, 6) clipped to the window; class 5 is
   # not trained; (10, 12) is past the window.
+  # Frames / fps as float32 seconds, to steps in float64, to float32: each
+  # correctly rounded, and these come back whole: exact (default rtol 1e-7).
   np.testing.assert_allclose(window['segments'], [[0, 2], [1, 6], [0, 0]])
   np.testing.assert_array_equal(window['labels'], [1, 0, 0])
   np.testing.assert_array_equal(window['valid'], [True, True, False])
@@ -74,11 +76,13 @@ def test_features_round_trip_and_shuffled_labels(tmp_path):
     assert got['video_id'] == expected['video_id']
     assert got['features'].dtype == np.float16
     np.testing.assert_array_equal(got['features'], expected['features'])
+    # Float32 segments stored and read back: exact.
     np.testing.assert_allclose(got['segments'], expected['segments'])
     np.testing.assert_array_equal(got['labels'], expected['labels'])
   shuffled = pipeline.SplitFeatures(str(tmp_path), 'train',
                                     shuffle_labels='classes', seed=1)
   assert sorted(shuffled.index['labels']) == [4, 7, 9]
+  # Shuffling moves stored values, computes none: exact.
   np.testing.assert_array_equal(shuffled[2]['segments'], stored[2]['segments'])
   moved = pipeline.SplitFeatures(str(tmp_path), 'train',
                                  shuffle_labels='videos', seed=1)
@@ -132,4 +136,5 @@ def test_train_iterator_batches_and_seed(tmp_path):
   first = next(make(0))
   assert first['features'].shape == (2, 6, 3)
   assert first['segments'].shape == (2, 3, 2)
+  # Two iterators from seed 0 on this machine: bit for bit.
   np.testing.assert_array_equal(first['features'], next(make(0))['features'])

@@ -20,6 +20,7 @@ def test_soft_nms_decays_duplicates_of_a_class_only():
   expected = [(0, 0, 10, 0.9), (1, 0, 10, 0.7), (0, 20, 30, 0.6),
               (0, 5, 15, shifted), (0, 0, 10, duplicate)]
   assert [row[:3] for row in rows] == [row[:3] for row in expected]
+  # Float64 soft-NMS against float64 products of the same decays: 1e-12.
   np.testing.assert_allclose([row[3] for row in rows],
                              [row[3] for row in expected], rtol=1e-12)
   assert all(isinstance(row[0], int) for row in rows)
@@ -68,6 +69,8 @@ def test_soft_nms_equals_class_by_class_soft_nms():
   expected = reference_soft_nms(labels, segments, scores, 0.5, 0.001)
   rows = postprocess.soft_nms(labels, segments, scores, max_detections=1000)
   assert len(rows) == len(expected)
+  # Both in float64, the same decays multiplied in another order over up to
+  # 300 rounds: 1e-9 relative.
   np.testing.assert_allclose(rows, expected, rtol=1e-9)
   np.testing.assert_allclose(
       postprocess.soft_nms(labels, segments, scores, max_detections=40),
@@ -95,6 +98,7 @@ def test_candidates_in_seconds_clipped_to_the_video():
   order = np.argsort(-kept_scores)
   np.testing.assert_array_equal(labels[order], [1, 0, 0])
   # offset + step * 0.5, clipped to [0, 12] seconds.
+  # Float64 sums of halves and offsets: exact (the default rtol is 1e-7).
   np.testing.assert_allclose(segments[order],
                              [[11, 12], [10.5, 12], [8.5, 10.5]])
   np.testing.assert_allclose(kept_scores[order], [0.9, 0.8, 0.5])
@@ -114,6 +118,7 @@ def test_candidate_filters(kwargs, expected_scores):
   scores, regression = window_outputs()
   _, _, kept_scores = postprocess.select_candidates(
       scores, regression, POINTS, seconds_per_step=0.5, **kwargs)
+  # The input scores, selected: exact.
   np.testing.assert_allclose(np.sort(kept_scores)[::-1], expected_scores)
 
 
@@ -123,6 +128,7 @@ def test_decode_video_gives_rows_by_score():
   rows = postprocess.decode_video(scores, regression, POINTS,
                                   seconds_per_step=0.5, duration=3.0)
   assert [row[0] for row in rows] == [1, 0, 0, 0]
+  # Float64 halves and one exp: exact to the default 1e-7.
   np.testing.assert_allclose(rows[0], (1, 1.0, 2.5, 0.9))
   np.testing.assert_allclose(rows[1], (0, 0.5, 2.5, 0.8))
   np.testing.assert_allclose(rows[2], (0, 0.0, 0.5, 0.5))  # Disjoint.

@@ -91,6 +91,8 @@ def test_features_have_one_step_per_stride_and_batching_changes_nothing(
     frames = records.decode_frames(source[index]['jpegs'],
                                    np.arange(video['num_frames']))
     alone = features_lib.video_features(computer, frames, frame_stride=4)
+    # Stored features are float16 (half an ulp: 2^-11 = 4.9e-4 relative);
+    # 1e-2 bounds that and the float32 batch-order differences with margin.
     np.testing.assert_allclose(video['features'], alone, rtol=1e-2,
                                atol=1e-2)
   assert len(detection.split_features(config, 'test')[0]['labels']) == 0
@@ -296,6 +298,8 @@ def test_two_processes_extract_the_features_of_one(data_root, trained,
   for split in detection_pipeline.SPLITS:
     ours = detection_pipeline.SplitFeatures(str(two), split)
     reference = detection_pipeline.SplitFeatures(one, split)
+    # Two extractions on this machine, in batches of the same shape: bit for
+    # bit.
     np.testing.assert_array_equal(ours.features, reference.features)
     for key, value in reference.index.items():
       np.testing.assert_array_equal(ours.index[key], value, err_msg=key)
@@ -353,6 +357,7 @@ def test_imagenet_backbone_features(
           features_lib.FeatureComputer(opened, batch_size=4), frames,
           frame_stride=4)
       for opened in (backbone, from_workdir))
+  # The same variables and computation on this machine: bit for bit.
   np.testing.assert_array_equal(ours, reference)
 
   features_lib.extract_features(config, log=lambda *_: None)

@@ -89,9 +89,12 @@ def test_scores_start_at_the_prior():
   features = jax.random.normal(jax.random.key(1), (2, 32, 8))
   outputs, variables = init_and_apply(
       detector.TinyTemporalDetector(num_classes=7), features)
+  # log(0.01 / 0.99) stored in float32: half an ulp (6e-8 relative).
   np.testing.assert_allclose(variables['params']['cls_logits']['bias'],
                              np.log(0.01 / 0.99), rtol=1e-6)
   probabilities = jax.nn.sigmoid(outputs['cls_logits'])
+  # The mean of sigmoids of random features around the prior: a statistical
+  # bound (10%), not rounding.
   np.testing.assert_allclose(probabilities.mean(), 0.01, rtol=0.1)
   assert np.all(np.asarray(outputs['regression']) >= 0)
   assert outputs['mask'].all()
@@ -111,6 +114,8 @@ def test_padding_changes_nothing_at_valid_points():
   valid = np.asarray(padded['mask'][0])
   assert valid.sum() == sum(detector.level_lengths(10, 3))
   for key in ('cls_logits', 'regression'):
+    # Padding changes the sums' lengths and XLA's tiling: float32 rounding of
+    # short convolutions and LayerNorms over a few layers, well under 1e-5.
     np.testing.assert_allclose(padded[key][0, valid], bare[key][0],
                                rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(padded[key][1], padded[key][0], rtol=1e-5,

@@ -19,6 +19,8 @@ def test_eval_reproduces_the_training_evaluation(built_fake_ma52):
   workdir, result, _ = tiny_run.trained_workdir(built_fake_ma52)
   got, step, split = commands.evaluate_checkpoint(workdir)
   assert (step, split) == (tiny_run.NUM_STEPS, 'validation')
+  # The checkpoint scored again as training scored it, on this machine: bit
+  # for bit.
   assert got == result
   (line,) = reporting.read_metrics(workdir, 'eval')
   assert {k: line[k] for k in metrics.METRIC_NAMES} == got
@@ -64,6 +66,9 @@ def test_clips_are_averaged_after_the_softmax():
   scores = np.asarray(evaluate.score_videos(
       jax.numpy.asarray(logits), video, model=_ClipLogits(), num_segments=2))
   probabilities = np.exp(logits) / np.exp(logits).sum(-1, keepdims=True)
+  # jax's float32 softmax (the max subtracted first) against numpy's float32
+  # formula: a few ulps of each mean (1e-5 relative; 1e-8 absolute is ten
+  # ulps of the smallest, 0.009).
   np.testing.assert_allclose(scores[0], probabilities.mean(0), rtol=1e-5,
                              atol=1e-8)
   assert np.argmax(scores[0]) == 0

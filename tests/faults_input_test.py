@@ -30,7 +30,7 @@ def _assert_clean_error(result, *fragments):
 @pytest.mark.parametrize('override, num_devices, fragments', [
     ('--config.train.foo=1', 1,
      ('unknown config field', "config.train has no field 'foo'",
-      'global_batch_size, keep_checkpoints')),
+      'global_batch_size, grad_accum_steps, keep_checkpoints')),
     ('--config.trian.seed=1', 1, ("config has no field 'trian'",
                                   'Did you mean train?')),
     ('--config.train.global_batch_size=four', 1,

@@ -87,6 +87,9 @@ def test_two_processes_match_one_with_the_same_global_batch(
   losses = lambda records: [r['loss'] for r in records  # noqa: E731
                             if r['kind'] == 'train']
   assert len(losses(two)) == tiny_run.NUM_STEPS
+  # Float32 partial sums all-reduced instead of summed at once: a few ulps a
+  # step (losses 1e-5); SGD momentum carries them into the parameters (1e-4
+  # relative, 1e-6 absolute near zero).
   np.testing.assert_allclose(losses(two), losses(one), rtol=1e-5)
   jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4,
                                                        atol=1e-6),
@@ -95,6 +98,9 @@ def test_two_processes_match_one_with_the_same_global_batch(
   (eval_two,) = [r for r in two if r['kind'] == 'eval']
   (eval_one,) = [r for r in one if r['kind'] == 'eval']
   assert eval_two['num_videos'] == eval_one['num_videos'] == 52
+  # Float64 ratios of counts over the same 52 videos, from scores equal to
+  # rounding: equal unless a near tie flips a prediction; 1e-6 is margin for
+  # the float64 means.
   for name in metrics.METRIC_NAMES:
     assert eval_two[name] == pytest.approx(eval_one[name], abs=1e-6)
   # Each process read only its own shard of train and of validation.
@@ -144,6 +150,7 @@ def test_sigterm_to_one_of_two_processes_stops_both_at_one_step(
           int(stop) == tiny_run.NUM_STEPS), outcomes[0][1]
   losses = lambda workdir: {r['step']: r['loss'] for r in  # noqa: E731
                             reporting.read_metrics(str(workdir), 'train')}
+  # Two two-process runs on this machine, one resumed: bit for bit.
   assert losses(workdir) == losses(reference)
 
 
@@ -173,6 +180,8 @@ def test_three_processes_evaluate_and_submit_as_one(
             '_metrics.json') as file:
     report = json.load(file)
   assert report['num_videos'] == 52
+  # The same checkpoint scored in batches of 6 over three processes and of 4
+  # on one: scores equal to rounding, so as above (1e-6 is float64 margin).
   for name in metrics.METRIC_NAMES:
     assert report[name] == pytest.approx(result[name], abs=1e-6), name
   commands.submit_checkpoint(str(one))

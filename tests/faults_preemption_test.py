@@ -26,6 +26,7 @@ SIGKILLED = -9
 
 
 def _assert_bitwise_equal(workdir, reference, step=tiny_run.NUM_STEPS):
+  # Both runs on this machine, same config and seed: bit for bit.
   jax.tree.map(np.testing.assert_array_equal, fault_launch.checkpoint_variables(workdir, step),
                fault_launch.checkpoint_variables(reference, step))
 
@@ -83,7 +84,7 @@ def test_sigkill_three_times_and_sigterm_then_resume_is_bitwise_equal(
   assert code == 0, (out, err)
   assert 'resuming from step 3' in out
   _assert_bitwise_equal(workdir, reference)
-  assert _losses(workdir) == _losses(reference)
+  assert _losses(workdir) == _losses(reference)  # Bit for bit, too.
 
 
 def _damage(path):
@@ -219,7 +220,8 @@ def test_nan_step_is_skipped_and_counted(built_fake_ma52, tmp_path,
   assert [records[s]['nonfinite_steps'] for s in (1, 2, 3, 4)] == [0, 0, 1, 1]
   assert records[4]['first_nonfinite_step'] == 3
   assert np.isfinite(records[4]['loss'])
-  # The skipped step changed nothing: checkpoint 3 holds step 2's model.
+  # The skipped step changed nothing: checkpoint 3 holds step 2's model, its
+  # arrays selected unchanged (jnp.where), so bit for bit.
   jax.tree.map(np.testing.assert_array_equal, fault_launch.checkpoint_variables(tmp_path, 3),
                fault_launch.checkpoint_variables(tmp_path, 2))
   assert _steps(tmp_path)[-1] == 4

@@ -21,11 +21,14 @@ def test_cross_entropy_matches_log_softmax():
   logits = np.random.default_rng(0).normal(size=(4, 52)).astype(np.float32)
   labels = np.array([0, 5, 51, 7])
   log_probs = logits - np.log(np.exp(logits).sum(-1, keepdims=True))
+  # Float32 log-softmax against numpy's float32 formula: a few ulps of log
+  # terms near 4 (1e-5 relative).
   np.testing.assert_allclose(losses.cross_entropy(logits, labels),
                              -log_probs[np.arange(4), labels], rtol=1e-5)
   smoothed = losses.cross_entropy(logits, labels, label_smoothing=0.1)
   expected = -(0.9 * log_probs[np.arange(4), labels] +
                0.1 * log_probs.mean(-1))
+  # As above, with one more float32 weighted sum.
   np.testing.assert_allclose(smoothed, expected, rtol=1e-5)
 
 
@@ -35,6 +38,7 @@ def test_mse_equals_torch_mse_loss_definition():
   vectors = rng.normal(size=(52, 300)).astype(np.float32)
   labels = np.array([2, 2, 40])
   expected = np.mean((embedding - vectors[labels]) ** 2)  # MSELoss('mean').
+  # A float32 mean of 900 squares, summed in another order: 1e-5 relative.
   np.testing.assert_allclose(
       jnp.mean(losses.mse_embedding_loss(embedding, vectors, labels)),
       expected, rtol=1e-5)
@@ -53,6 +57,8 @@ def test_contrastive_prefers_the_true_label_vector():
   unit = lambda x: x / np.linalg.norm(x, axis=-1, keepdims=True)  # noqa: E731
   logits = unit(misaligned) @ unit(vectors).T / 0.1
   log_probs = logits - np.log(np.exp(logits).sum(-1, keepdims=True))
+  # Cosines divided by a temperature of 0.1 scale their float32 rounding
+  # (a few ulps of the norms) by 10 in the logits: 1e-4 relative.
   np.testing.assert_allclose(bad, -log_probs[np.arange(2), labels],
                              rtol=1e-4)
 
@@ -66,6 +72,7 @@ def test_compute_loss_weights_the_terms():
   labels = jnp.array([1, 30])
   config = loss_config(embedding='mse', embedding_weight=50.0, body_weight=0.5)
   loss, parts = losses.compute_loss(outputs, labels, vectors, config)
+  # Three float32 terms weighted and summed: a rounding each (1e-6).
   np.testing.assert_allclose(
       loss, parts['ce_loss'] + 50 * parts['embedding_loss'] +
       0.5 * parts['body_loss'], rtol=1e-6)
@@ -97,6 +104,7 @@ def test_default_label_vectors_fit_the_default_config():
   config = manet.get_config()
   vectors = losses.load_label_vectors(config.loss.label_vectors,
                                       config.model.embedding_dim)
+  # Unit vectors stored in float32: norms of 300 squares are 1 to a few ulps.
   np.testing.assert_allclose(np.linalg.norm(vectors, axis=-1), 1, rtol=1e-5)
   assert len({row.tobytes() for row in vectors}) == 52
 

@@ -125,6 +125,8 @@ def test_matches_official_transcription(seed):
                                   num_classes=num_classes)
   assert list(results) == ['mAP'] + KEYS
   assert all(type(value) is float for value in results.values())
+  # Both float64, the same interpolated precisions summed in another order:
+  # 1e-12 absolute on values in [0, 1].
   np.testing.assert_allclose(_by_threshold(results), expected, rtol=0,
                              atol=1e-12)
   np.testing.assert_allclose(results['mAP'], expected_map, rtol=0, atol=1e-12)
@@ -136,6 +138,7 @@ def test_numpy_rows_and_more_classes_than_labels():
   expected_map, _ = _official(ground_truth, predictions, 52)
   results = metrics.detection_map(np.array(ground_truth, dtype=object),
                                   np.array(predictions, dtype=object))
+  # As above: float64 against float64.
   np.testing.assert_allclose(results['mAP'], expected_map, rtol=0, atol=1e-12)
 
 
@@ -146,6 +149,7 @@ def test_perfect_prediction():
   assert results == dict.fromkeys(['mAP'] + KEYS, 1.0)
   # Classes without ground truth or predictions score 0 and count: 2 of 52.
   results = metrics.detection_map(ground_truth, predictions)
+  # Means of 1s and 0s in float64: 2 / 52 to an ulp or two (1e-15 bounds it).
   assert results['mAP'] == pytest.approx(2 / 52, abs=1e-15)
 
 
@@ -159,7 +163,7 @@ def test_class_without_ground_truth_but_predicted_is_nan():
 def test_prediction_in_video_without_ground_truth_is_false_positive():
   ground_truth = [('a', 0, 0.0, 2.0)]
   predictions = [('b', 0, 0.0, 2.0, 0.9), ('a', 0, 0.0, 2.0, 0.8)]
-  # Precision 0 then 1/2 at recall 1: AP 0.5.
+  # Precision 0 then 1/2 at recall 1: AP 0.5, exact in float64.
   results = metrics.detection_map(ground_truth, predictions, num_classes=1)
   np.testing.assert_array_equal(_by_threshold(results), 0.5)
 
@@ -215,6 +219,7 @@ def test_equal_tious_go_in_argsort_order():
   predictions = [('a', 0, 1.0, 3.0, 0.9), ('a', 0, 2.0, 4.0, 0.8)]
   results = metrics.detection_map(ground_truth, predictions, num_classes=1)
   low = 0.5 if _later_first(1 / (3 + 1e-4)) else 1.0
+  # Products of halves: exact in float64.
   np.testing.assert_array_equal(_by_threshold(results),
                                 [low] * 3 + [0.25] * 6)
 

@@ -45,6 +45,7 @@ def test_matches_sklearn(num_videos, num_classes_used, seed):
   assert list(got) == list(metrics.METRIC_NAMES)
   expected = _sklearn_reference(scores, action_labels)
   for name in metrics.METRIC_NAMES:
+    # Float64 counts and ratios against sklearn's float64: 1e-12.
     assert got[name] == pytest.approx(expected[name], abs=1e-12), name
     assert 0.0 <= got[name] <= 1.0
 

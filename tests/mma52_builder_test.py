@@ -96,8 +96,10 @@ def test_fake_mma52_builds_and_reads_back(fake_mma52, built):
       assert example['labels'].dtype == record['labels'].dtype == np.int32
       # Segments in seconds: the CSV's frames / fps.
       frames_csv = np.array([i[:2] for i in expected.instances]).reshape(-1, 2)
+      # Seconds stored as float32 from exact frames / fps: half an ulp (6e-8).
       np.testing.assert_allclose(record['segments'], frames_csv / 30,
                                  rtol=1e-6)
+      # The same stored values, read through tfds and through records: exact.
       np.testing.assert_array_equal(example['segments'], record['segments'])
       np.testing.assert_array_equal(example['labels'], expected.labels)
       np.testing.assert_array_equal(record['labels'], expected.labels)
@@ -106,6 +108,8 @@ def test_fake_mma52_builds_and_reads_back(fake_mma52, built):
         assert record['labels'].shape == (0,)
       else:
         assert 1 <= len(record['labels']) <= 5
+      # The same JPEG bytes decoded by simplejpeg and by tfds (OpenCV), both
+      # libjpeg-turbo's integer decoding: bit for bit on this machine.
       np.testing.assert_array_equal(
           records.decode_frames(record['jpegs'], [0, len(frames) - 1]),
           frames[[0, -1]])

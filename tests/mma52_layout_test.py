@@ -47,11 +47,13 @@ def test_official_format(tmp_path, newline):
   assert (first.fps, first.total_frames) == (30.0, 168)
   assert str(first.where) == 'anns/train.csv:2'
   assert first.segments.dtype == np.float32 and first.segments.shape == (3, 2)
+  # Seconds as float32 from exact frames / fps: half an ulp (6e-8).
   np.testing.assert_allclose(first.segments,
                              np.array([[23, 71], [68, 125], [122, 161]]) / 30,
                              rtol=1e-6)
   assert first.labels.dtype == np.int32
   np.testing.assert_array_equal(first.labels, [9, 21, 1])
+  # As above, at fps 29.
   np.testing.assert_allclose(train[1].segments, [[0, 308 / 29]], rtol=1e-6)
   assert [v.video_id for v in videos['validation']] == ['val0000']
   # The test split is unlabelled: placeholders are read, instances dropped.

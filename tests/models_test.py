@@ -62,6 +62,9 @@ def test_se_gates_start_as_torch_linear_layers():
     bound = 1 / np.sqrt(fan_in)
     assert np.abs(kernel).max() <= bound, name
     assert np.abs(kernel).max() > 0.99 * bound, name
+    # Statistical bounds on 262,144 uniform draws, not rounding: one standard
+    # error is 0.09% of bound / sqrt(3) for the std and 0.11% of the bound for
+    # the mean, so 2% is ~20 of them; Flax's LeCun normal would be 73% off.
     np.testing.assert_allclose(kernel.std(), bound / np.sqrt(3), rtol=0.02,
                                err_msg=name)
     np.testing.assert_allclose(kernel.mean(), 0, atol=0.02 * bound,
@@ -118,6 +121,7 @@ def test_dropout_only_in_training():
   variables = init(model, video)
   first, second = (model.apply(variables, video)['action_logits']
                    for _ in range(2))
+  # Eval mode: the same computation twice on this machine, bit for bit.
   np.testing.assert_array_equal(first, second)
   train_logits = [
       model.apply(variables, video, train=True, mutable=['batch_stats'],
@@ -139,6 +143,9 @@ def test_outputs_are_frame_means():
   per_frame = single.apply(variables, video.reshape(4, 1, 32, 32, 3))
   clip_out = clip.apply(variables, video)
   for key in ('action_logits', 'embedding', 'features'):
+    # The same per-frame outputs averaged over 4 frames by two reductions:
+    # float32 sums of 4 terms, a few ulps of the largest (1e-5 relative,
+    # 1e-6 absolute for means near zero).
     np.testing.assert_allclose(clip_out[key][0], per_frame[key].mean(0),
                                rtol=1e-5, atol=1e-6)
 
@@ -205,6 +212,9 @@ def test_1x1_conv_as_matmul_matches_the_convolution(channels_in, channels_out,
   want, want_vjp = jax.vjp(apply(jax.lax.conv_general_dilated), x, w)
   got, got_vjp = jax.vjp(apply(ops.conv_or_matmul), x, w)
   g = jax.random.normal(g_key, want.shape)
+  # A 1x1 convolution as a matmul (on CPU): the same float32 products summed
+  # by another kernel. Dots of 8 or 16 unit normals (values up to ~15; the
+  # kernel's gradient sums 98 positions, up to ~30): a few ulps of those.
   np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
   for got_grad, want_grad in zip(jax.jit(got_vjp)(g), want_vjp(g)):
     np.testing.assert_allclose(got_grad, want_grad, rtol=1e-5, atol=1e-5)

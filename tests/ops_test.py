@@ -54,6 +54,7 @@ def test_matches_reference_loop(clips, num_segments, height, width, channels,
       size=(clips * num_segments, height, width, channels)).astype(np.float32)
   got = jax.jit(ops.temporal_shift, static_argnums=(1, 2))(
       x, num_segments, fold_div)
+  # The shift moves values and writes zeros, computes none: exact.
   np.testing.assert_array_equal(got,
                                 reference_shift(x, num_segments, fold_div))
 
@@ -72,6 +73,7 @@ def test_gradient_is_the_reverse_shift():
       v.shape)
   expected = np.array(cotangent)
   expected = reverse(reference_shift(reverse(expected), num_segments, fold_div))
+  # A permutation of the cotangent: exact (the default rtol is 1e-7).
   np.testing.assert_allclose(grad, expected)
   # And directly: d out[t, :fold] / d x[t+1, :fold] = 1.
   clips = np.asarray(grad).reshape(2, num_segments, 2, 2, 8)

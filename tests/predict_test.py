@@ -49,6 +49,8 @@ def test_same_top5_as_evaluation(built_fake_ma52, predictor):
                                    range(len(record['jpegs'])))
     row = predictions.video_ids.index(record['video_id'])
     expected = predictions.scores[row]
+    # The predictor and evaluation run the same model, compiled and batched
+    # apart: float32 rounding of the softmax (1e-5 relative, 1e-7 near zero).
     np.testing.assert_allclose(predictor.scores(frames), expected,
                                rtol=1e-5, atol=1e-7)
     top5 = [r['action_id'] for r in predictor(frames)]
@@ -157,6 +159,8 @@ def test_exported_forward_is_saved_and_read_back(built_fake_ma52, predictor,
                                              dtype=np.uint8)
   expected = predictor.scores(frames)
   monkeypatch.setattr(compile_cache, '_export_directory', str(tmp_path))
+  # The exported forward is the same computation: equal up to the rounding
+  # of another compilation's fusions (1e-6 relative, 1e-8 near zero).
   np.testing.assert_allclose(predict.load(workdir).scores(frames), expected,
                              rtol=1e-6, atol=1e-8)
   [saved] = os.listdir(tmp_path)

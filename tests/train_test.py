@@ -63,11 +63,13 @@ def test_same_seed_same_losses_and_resume_matches(built_fake_ma52, tmp_path):
   reference, _, _ = tiny_run.trained_workdir(built_fake_ma52)
   config = tiny_run.tiny_config(built_fake_ma52)
   # Stopped after step 3 as a preemption would: the last checkpoint is 2.
+  # Both comparisons: two runs on this machine, bit for bit.
   _, lines = tiny_run.run(config, str(tmp_path), stop_at_step=3)
   assert _losses(str(tmp_path)) == {
       step: loss for step, loss in _losses(reference).items() if step <= 3}
   _, lines = tiny_run.run(config, str(tmp_path))
   assert 'resuming from step 2' in lines
+  # Two runs on this machine: bit for bit.
   assert _losses(str(tmp_path)) == _losses(reference)  # Exactly equal.
 
 
@@ -165,10 +167,13 @@ def test_train_step_alone(built_fake_ma52):
   assert int(first.step) == 1
   assert np.isfinite(float(first_metrics['loss']))
   assert float(first_metrics['grad_norm']) > 0
+  # allclose's default (1e-5 relative, 1e-8 absolute for the means at 0)
+  # separates one BatchNorm update (10% of a batch's statistics) from rounding.
   changed = jax.tree.map(lambda a, b: not np.allclose(a, b), before,
                          jax.device_get(first.batch_stats))
   assert any(jax.tree.leaves(changed))
-  # Same inputs, same outputs (a fresh state: the first was donated).
+  # Same inputs, same outputs (a fresh state: the first was donated): two
+  # calls on this machine, bit for bit.
   again, again_metrics = step(trainer.init_state(jax.random.key(0)), batch,
                               jax.random.key(1))
   assert float(again_metrics['loss']) == float(first_metrics['loss'])
@@ -182,6 +187,7 @@ def test_learnable_label_vectors_train(built_fake_ma52):
                              sharding.make_mesh(), 8)
   state = trainer.init_state(jax.random.key(0))
   vectors = np.asarray(state.params['label_vectors'])
+  # Initialised as loaded: exact.
   np.testing.assert_array_equal(vectors, losses.load_label_vectors(
       config.loss.label_vectors, config.model.embedding_dim))
   batch = {'video': jnp.zeros((4, 4, 32, 32, 3), jnp.uint8),

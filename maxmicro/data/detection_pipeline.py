@@ -33,6 +33,7 @@ import grain
 import numpy as np
 
 from maxmicro import labels
+from maxmicro.data import label_shuffles
 
 FORMAT_VERSION = 1
 META_NAME = 'meta.json'
@@ -161,35 +162,6 @@ def check_identity(meta, expected, directory, *, how_to_extract):
         '; '.join(differing) + f'. {how_to_extract}')
 
 
-# The control runs' label shuffles (`config.detection.shuffle_train_labels`).
-LABEL_SHUFFLES = ('none', 'classes', 'videos')
-
-
-def shuffle_annotations(index, how, rng):
-  """Shuffles a split index's annotations in place, for a control run.
-
-  'classes': every instance keeps its segment and takes the class of a
-  random other instance of the split (class frequencies unchanged); what can
-  be learnt is where actions are, not which. 'videos': every video takes the
-  instances (segments and classes) of a random other video; nothing about
-  the video is left to learn.
-  """
-  if how == 'classes':
-    index['labels'] = rng.permutation(index['labels'])
-  elif how == 'videos':
-    offsets = index['instance_offsets']
-    rows = [np.arange(offsets[video], offsets[video + 1])
-            for video in rng.permutation(len(offsets) - 1)]
-    order = np.concatenate(rows + [np.zeros(0, np.int64)])
-    index['segments'] = index['segments'][order]
-    index['labels'] = index['labels'][order]
-    index['instance_offsets'] = np.cumsum(
-        [0] + [len(row) for row in rows]).astype(np.int64)
-  elif how != 'none':
-    raise ValueError(f'unknown label shuffle {how!r}; known: '
-                     f'{", ".join(LABEL_SHUFFLES)}.')
-
-
 class SplitFeatures:
   """One split's features (memory-mapped) and annotations, by video.
 
@@ -207,7 +179,7 @@ class SplitFeatures:
       raise FeaturesError(f'no features of split {split!r} in {directory}.')
     with np.load(index_path) as index:
       self.index = {key: index[key] for key in index.files}
-    shuffle_annotations(self.index, shuffle_labels,
+    label_shuffles.shuffle_annotations(self.index, shuffle_labels,
                         np.random.default_rng(seed))
     self._features_path = features_path
     self._features = None

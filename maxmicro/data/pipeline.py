@@ -60,6 +60,13 @@ class TrainClip(grain.transforms.RandomMap):
     self.scales = tuple(data_config.crop_scales)
     self.max_distort = data_config.max_distort
     self.flip_probability = data_config.flip_probability
+    self.options = dict(
+        train_crop=data_config.train_crop,
+        area_range=tuple(data_config.crop_area_range),
+        aspect_range=tuple(data_config.crop_aspect_range),
+        jitter=tuple(data_config.color_jitter),
+        erase_probability=data_config.erase_probability,
+        erase_area_range=tuple(data_config.erase_area_range))
 
   def random_map(self, element, rng):
     indices = transforms.sample_train_indices(len(element['jpegs']),
@@ -68,7 +75,8 @@ class TrainClip(grain.transforms.RandomMap):
         records.decode_frames(element['jpegs'], indices), rng,
         image_size=self.image_size,
         resize_short_side_to=self.resize_short_side, scales=self.scales,
-        max_distort=self.max_distort, flip_probability=self.flip_probability)
+        max_distort=self.max_distort, flip_probability=self.flip_probability,
+        **self.options)
     return {
         'video': video,  # (T, S, S, 3) uint8
         'label': np.int32(element['label']),

@@ -1,13 +1,20 @@
 """Frame sampling and augmentation: small pure functions on numpy arrays.
 
 They follow the official MANet pipeline (mmaction2 0.24 `SampleFrames`,
-`Resize`, `MultiScaleCrop`, `Flip`, `CenterCrop`) as DESIGN.md states it.
+`Resize`, `MultiScaleCrop`, `Flip`, `CenterCrop`) as DESIGN.md states it, and
+for the video-transformer recipe mmaction2 1.x's `RandomResizedCrop`,
+`ColorJitter` and `RandomErasing` (`mmaction/datasets/transforms/
+processing.py`), which draw nothing when they are off so that the ResNet
+path's augmentations stay the same draw for draw.
 Frames are uint8 `(T, H, W, 3)`; randomness comes from the
 `np.random.Generator` that grain hands to each example.
 """
 
 import cv2
 import numpy as np
+
+# `augment_train_clip`'s crops (config.data.train_crop).
+TRAIN_CROPS = ('multi_scale', 'random_resized')
 
 # MultiScaleCrop's 13 fixed offsets, in (w_step, h_step) units.
 CROP_OFFSET_STEPS = ((0, 0), (4, 0), (0, 4), (4, 4), (2, 2), (0, 2), (4, 2),
@@ -119,18 +126,128 @@ def flip(frames):
   return frames[:, :, ::-1]
 
 
-def augment_train_clip(frames, rng, *, image_size, resize_short_side_to,
-                       scales, max_distort, flip_probability):
-  """The official train augmentation, one draw for the whole clip.
+def random_resized_crop_box(height, width, rng, area_range=(0.08, 1.0),
+                            aspect_range=(3 / 4, 4 / 3), max_attempts=10):
+  """Draws one RandomResizedCrop box for a `height` x `width` frame.
 
-  Resize the short side to `resize_short_side_to`, multi-scale crop, resize
-  the crop to `image_size` x `image_size` (ratio not kept), flip with
-  `flip_probability`. `(T, H, W, 3)` uint8 in, `(T, S, S, 3)` uint8 out.
+  mmaction2's: `max_attempts` (area, aspect) pairs drawn at once, the aspect
+  log-uniform, sides rounded; the first that fits is placed uniformly at
+  random, else the centred square of the short side.
+
+  Returns:
+    `(top, left, crop_height, crop_width)`.
+  """
+  aspects = np.exp(rng.uniform(np.log(aspect_range[0]),
+                               np.log(aspect_range[1]), max_attempts))
+  areas = rng.uniform(*area_range, max_attempts) * height * width
+  widths = np.round(np.sqrt(areas * aspects)).astype(np.int64)
+  heights = np.round(np.sqrt(areas / aspects)).astype(np.int64)
+  for crop_height, crop_width in zip(heights, widths):
+    if crop_height <= height and crop_width <= width:
+      left = rng.integers(0, width - crop_width + 1)
+      top = rng.integers(0, height - crop_height + 1)
+      return int(top), int(left), int(crop_height), int(crop_width)
+  side = min(height, width)
+  return (height - side) // 2, (width - side) // 2, side, side
+
+
+# ITU-R 601 luma weights, as mmaction2's ColorJitter's grayscale.
+_LUMA = np.array([0.2989, 0.587, 0.114], np.float32)
+
+
+def color_jitter(frames, rng, brightness, contrast, saturation, hue):
+  """mmaction2's ColorJitter: one draw of the four factors for the clip.
+
+  Brightness, contrast and saturation factors are uniform in `1 -/+ x`, the
+  hue shift in `-/+ hue` (a fraction of the hue circle, applied as OpenCV's
+  0-179 hue plus `int(255 * h)`), applied in a random order. mmaction2 draws
+  the order once per dataset worker; here once per clip, so that the order
+  does not depend on how many workers run. In place on one float32 copy:
+  the input pipeline's costliest step.
+  """
+  factors = (rng.uniform(1 - brightness, 1 + brightness),
+             rng.uniform(1 - contrast, 1 + contrast),
+             rng.uniform(1 - saturation, 1 + saturation),
+             rng.uniform(-hue, hue))
+  order = rng.permutation(4)
+  video = frames.astype(np.float32)
+  for op in order:
+    factor = factors[op]
+    if op == 3:
+      if factor != 0:
+        video = _shift_hue(video, int(factor * 255)).astype(np.float32)
+    elif factor != 1:
+      # Blend with black (brightness), the frame's mean luma (contrast) or
+      # each pixel's luma (saturation).
+      toward = None
+      if op == 1:
+        toward = (video @ _LUMA).mean(axis=(1, 2))[:, None, None, None]
+      elif op == 2:
+        toward = (video @ _LUMA)[..., None]
+      video *= factor
+      if toward is not None:
+        video += (1 - factor) * toward
+  return np.clip(video, 0, 255).astype(np.uint8)
+
+
+def _shift_hue(video, offset):
+  """Float RGB frames with OpenCV's 8-bit hue (0-179) shifted by `offset`."""
+  frames = np.clip(video, 0, 255).astype(np.uint8)
+  # All frames as one tall image: one OpenCV call each way.
+  hsv = cv2.cvtColor(frames.reshape(-1, *frames.shape[2:]), cv2.COLOR_RGB2HSV)
+  hsv[..., 0] = (hsv[..., 0].astype(np.int16) + offset) % 180
+  return cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB).reshape(frames.shape)
+
+
+def random_erase(frames, rng, probability, area_range=(0.02, 1 / 3),
+                 aspect_range=(0.3, 1 / 0.3), fill=128):
+  """mmaction2's RandomErasing ('const' mode): with `probability`, one box of
+  `area_range` of the frame (aspect log-uniform) set to `fill` in every
+  frame of the clip."""
+  if rng.random() > probability:
+    return frames
+  height, width = frames.shape[1:3]
+  aspect = np.exp(rng.uniform(np.log(aspect_range[0]),
+                              np.log(aspect_range[1])))
+  area = height * width * rng.uniform(*area_range)
+  box_height = min(int(round(np.sqrt(area * aspect))), height)
+  box_width = min(int(round(np.sqrt(area / aspect))), width)
+  top = rng.integers(0, height - box_height) if height > box_height else 0
+  left = rng.integers(0, width - box_width) if width > box_width else 0
+  frames = frames.copy()
+  frames[:, top:top + box_height, left:left + box_width] = fill
+  return frames
+
+
+def augment_train_clip(frames, rng, *, image_size, resize_short_side_to,
+                       scales, max_distort, flip_probability,
+                       train_crop='multi_scale', area_range=(0.08, 1.0),
+                       aspect_range=(3 / 4, 4 / 3),
+                       jitter=(0.0, 0.0, 0.0, 0.0), erase_probability=0.0,
+                       erase_area_range=(0.02, 1 / 3)):
+  """The train augmentation, one draw for the whole clip.
+
+  Resize the short side to `resize_short_side_to`, crop (`train_crop`:
+  'multi_scale', the official MANet `MultiScaleCrop` of `scales` and
+  `max_distort`, or 'random_resized' of `area_range` and `aspect_range`),
+  resize the crop to `image_size` x `image_size` (ratio not kept), colour
+  jitter (`jitter`: brightness, contrast, saturation, hue; all 0 is off),
+  random erasing with `erase_probability`, flip with `flip_probability`:
+  the order of the MAC 2024 winner's pipeline. `(T, H, W, 3)` uint8 in,
+  `(T, S, S, 3)` uint8 out.
   """
   frames = resize_short_side(frames, resize_short_side_to)
-  box = multi_scale_crop_box(*frames.shape[1:3], rng, image_size, scales,
-                             max_distort)
+  if train_crop == 'random_resized':
+    box = random_resized_crop_box(*frames.shape[1:3], rng, area_range,
+                                  aspect_range)
+  else:
+    box = multi_scale_crop_box(*frames.shape[1:3], rng, image_size, scales,
+                               max_distort)
   frames = resize(crop(frames, box), image_size, image_size)
+  if any(jitter):
+    frames = color_jitter(frames, rng, *jitter)
+  if erase_probability:
+    frames = random_erase(frames, rng, erase_probability, erase_area_range)
   if rng.random() < flip_probability:
     frames = flip(frames)
   return np.ascontiguousarray(frames)

@@ -138,4 +138,5 @@ def open_init_from(config, with_variables):
 
 def trunk_variables(variables):
   """The `backbone` part of a recognition model's variables."""
-  return {key: value['backbone'] for key, value in variables.items()}
+  # A collection without the backbone (a ViT's empty batch_stats) is empty.
+  return {key: value.get('backbone', {}) for key, value in variables.items()}

@@ -71,7 +71,7 @@ def make_feature_fn(backbone_config, batch_size):
   """`(trunk variables, clips uint8 (B, T, S, S, 3)) -> (B, T, C)` float32,
   jitted over this process' devices (clips split over them)."""
   model = models.build_model(backbone_config)
-  trunk = model.backbone()
+  trunk = models.build_trunk(backbone_config)
   devices = jax.local_devices()
   if batch_size % len(devices):
     raise ValueError(f'config.detection.features_batch_size={batch_size} '
@@ -82,9 +82,8 @@ def make_feature_fn(backbone_config, batch_size):
   whole = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
 
   def features(variables, clips):
-    frames = ops.normalise(clips).reshape((-1,) + clips.shape[2:])
-    pooled = trunk.apply(variables, frames.astype(model.dtype), train=False)
-    return pooled.astype(jnp.float32).reshape(clips.shape[:2] + (-1,))
+    video = ops.normalise(clips).astype(model.dtype)
+    return trunk.apply(variables, video).astype(jnp.float32)
 
   return jax.jit(features, in_shardings=(whole, split), out_shardings=split,
                  compiler_options=xla_options.compiler_options())
@@ -304,11 +303,10 @@ def check_features(config, config_name='CONFIG'):
 
 def feature_dim(backbone_config):
   """C, the width of the trunk's pooled output (shapes only, no weights)."""
-  trunk = models.build_model(backbone_config).backbone()
-  size = backbone_config.data.image_size
-  frames = jax.ShapeDtypeStruct(
-      (backbone_config.model.num_segments, size, size, 3), jnp.float32)
-  output, _ = jax.eval_shape(
-      functools.partial(trunk.init_with_output, train=False),
-      jax.random.key(0), frames)
-  return output.shape[-1]
+  model = models.build_model(backbone_config)
+  video = jax.ShapeDtypeStruct(models.input_shape(backbone_config),
+                               jnp.float32)
+  outputs, _ = jax.eval_shape(
+      functools.partial(model.init_with_output, train=False),
+      jax.random.key(0), video)
+  return outputs['features'].shape[-1]

@@ -4,13 +4,17 @@ Config values are checked once, when the command line is parsed
 (`maxmicro.config_checks`, from the tables here and in `resnet`).
 """
 
+import dataclasses
 import functools
+from typing import Callable
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
 from maxmicro.models import resnet
 from maxmicro.models import video
+from maxmicro.models import vit
 
 DTYPES = {'float32': jnp.float32, 'bfloat16': jnp.bfloat16}
 
@@ -22,17 +26,12 @@ def compute_dtype(name):
   return DTYPES[name]
 
 
-def build_model(config):
-  """The `VideoClassifier` of `config.model` (TSN, TSM or MANet).
-
-  `use_se` and `use_shift` switch MANet's SE gate and temporal shift: neither
-  is TSN, the shift alone TSM, both MANet.
-  """
-  model_config = config.model
-  dtype = compute_dtype(model_config.dtype)
+def _resnet(model_config, dtype):
+  """TSN, TSM or MANet: `use_se` and `use_shift` switch MANet's SE gate and
+  temporal shift (neither is TSN, the shift alone TSM, both MANet)."""
   stage_sizes = tuple(model_config.stage_sizes or
                       resnet.STAGE_SIZES[model_config.depth])
-  backbone = functools.partial(
+  return functools.partial(
       resnet.ResNet,
       stage_sizes=stage_sizes,
       block_cls=resnet.BLOCK_CLS[model_config.depth],
@@ -43,14 +42,90 @@ def build_model(config):
       fold_div=model_config.fold_div,
       se_reduction=model_config.se_reduction,
       dtype=dtype)
+
+
+@dataclasses.dataclass(frozen=True)
+class Family:
+  """A backbone family: its module from a config, and how it sees a clip.
+
+  Attributes:
+    backbone: `(config.model, dtype) -> module class` (a partial).
+    per_frame: the backbone scores frames `(N*T, H, W, C)`; else whole clips.
+    head_init: kernel initialiser of the classifier's heads.
+  """
+  backbone: Callable
+  per_frame: bool
+  head_init: Callable
+
+
+# `config.model.family` -> its Family; one line per family.
+FAMILIES = {
+    'resnet': Family(_resnet, True, nn.initializers.normal(stddev=0.001)),
+    # VideoMAE's head: trunc_normal(0.02) scaled by init_scale 0.001.
+    'vit': Family(vit.from_config, False,
+                  nn.initializers.truncated_normal(stddev=0.02 * 0.001)),
+}
+
+
+def build_model(config):
+  """The `VideoClassifier` of `config.model` (its `family`'s backbone)."""
+  model_config = config.model
+  dtype = compute_dtype(model_config.dtype)
+  family = FAMILIES[model_config.family]
   return video.VideoClassifier(
-      backbone=backbone,
+      backbone=family.backbone(model_config, dtype),
       num_segments=model_config.num_segments,
       num_classes=model_config.num_classes,
       embedding_dim=model_config.embedding_dim,
       dropout_rate=model_config.dropout_rate,
       body_head=model_config.body_head,
+      embedding_head=model_config.embedding_head,
+      per_frame=family.per_frame,
+      head_init=family.head_init,
       dtype=dtype)
+
+
+@dataclasses.dataclass(frozen=True)
+class Trunk:
+  """A classifier's backbone alone, for per-frame detection features.
+
+  Attributes:
+    module: the backbone's module class (`build_model(config).backbone`); its
+      variables are the classifier's under `backbone`.
+    per_frame: it scores frames; else whole clips.
+    frames_per_step: frames one clip-backbone feature covers (a ViT's
+      tubelet); 1 for per-frame backbones.
+  """
+  module: Callable
+  per_frame: bool
+  frames_per_step: int = 1
+
+  def frame_features(self, backbone, video, train=False):
+    """`(N, T, C)` features of each frame of `video (N, T, H, W, 3)`.
+
+    `backbone` is a bound instance of `module` (a submodule inside a
+    parent's `compact`, or the module under `nn.apply`). A clip backbone's
+    step features are repeated over the frames each one covers.
+    """
+    if self.per_frame:
+      frames = video.reshape((-1,) + video.shape[2:])
+      return backbone(frames, train=train).reshape(video.shape[:2] + (-1,))
+    steps = backbone(video, train=train, step_features=True)
+    return jnp.repeat(steps, self.frames_per_step, axis=1)
+
+  def apply(self, variables, video, train=False):
+    """`frame_features` of the unbound module with its `variables`."""
+    return nn.apply(lambda backbone: self.frame_features(
+        backbone, video, train=train), self.module())(variables)
+
+
+def build_trunk(config):
+  """The `Trunk` of `build_model(config)`."""
+  family = FAMILIES[config.model.family]
+  return Trunk(module=build_model(config).backbone,
+               per_frame=family.per_frame,
+               frames_per_step=(1 if family.per_frame
+                                else config.model.tubelet_size))
 
 
 def input_shape(config, batch_size=1):
@@ -65,4 +140,7 @@ def abstract_variables(config):
   video = jax.ShapeDtypeStruct(input_shape(config), jnp.float32)
   shapes = jax.eval_shape(functools.partial(model.init, train=False),
                           jax.random.key(0), video)
-  return {'params': shapes['params'], 'batch_stats': shapes['batch_stats']}
+  # A ViT has no BatchNorm; the collection is kept so every family's
+  # variables have the same two.
+  return {'params': shapes['params'],
+          'batch_stats': shapes.get('batch_stats', {})}

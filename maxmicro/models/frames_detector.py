@@ -30,10 +30,11 @@ class FramesDetector(nn.Module):
   its batch. So training computes the features that evaluation and feature
   extraction compute.
   """
-  backbone: ModuleDef  # A ResNet trunk instance: (N*T, S, S, 3) -> (N*T, C).
+  backbone: ModuleDef  # The trunk: an instance of `trunk.module`.
   detector: ModuleDef  # A TemporalDetector instance.
   clip_steps: int  # T, the trunk's `num_segments`.
   window_size: int  # L, the steps the detector sees.
+  trunk: Any  # `models.Trunk`: how the backbone sees clips.
 
   @nn.compact
   def __call__(self, frames, mask=None, train=False):
@@ -57,7 +58,7 @@ class FramesDetector(nn.Module):
           f'{steps} frames per window: need whole clips of '
           f'{self.clip_steps} steps covering the {self.window_size} steps of '
           'a window.')
-    features = self.backbone(frames.reshape((-1,) + frames.shape[2:]),
-                             train=False)  # (N*F, C)
+    clips = frames.reshape((-1, self.clip_steps) + frames.shape[2:])
+    features = self.trunk.frame_features(self.backbone, clips, train=False)
     features = features.astype(jnp.float32).reshape(batch, steps, -1)
     return self.detector(features[:, :self.window_size], mask)

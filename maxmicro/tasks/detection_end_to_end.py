@@ -57,11 +57,13 @@ def is_end_to_end(config):
 
 def build_model(config, backbone_config):
   """The `FramesDetector` of the backbone's trunk and `config.model`."""
+  trunk = models.build_trunk(backbone_config)
   return frames_detector.FramesDetector(
-      backbone=models.build_model(backbone_config).backbone(),
+      backbone=trunk.module(),
       detector=detection.build_detector(config),
       clip_steps=backbone_config.model.num_segments,
-      window_size=config.detection.window_size)
+      window_size=config.detection.window_size,
+      trunk=trunk)
 
 
 def frame_spec(config, backbone_config):
@@ -103,7 +105,7 @@ def loss_fn(params, batch_stats, batch, rng, *, model, points, num_classes,
 def trunk_variables(variables):
   """The trunk's `{'params', 'batch_stats'}` of the model's variables."""
   return {'params': variables['params'][BACKBONE],
-          'batch_stats': variables['batch_stats'][BACKBONE]}
+          'batch_stats': variables['batch_stats'].get(BACKBONE, {})}
 
 
 def detector_variables(variables):

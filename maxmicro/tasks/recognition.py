@@ -16,6 +16,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from maxmicro import batch_mixing
 from maxmicro import evaluate
 from maxmicro import labels as labels_lib
 from maxmicro import losses
@@ -32,7 +33,7 @@ EVAL_SUBDIR = 'eval'
 
 
 def loss_fn(params, batch_stats, batch, rng, *, model, loss_config,
-            label_vectors):
+            label_vectors, mixing=(0.0, 0.0)):
   """The training loss of a batch, for `jax.value_and_grad`.
 
   Args:
@@ -43,21 +44,33 @@ def loss_fn(params, batch_stats, batch, rng, *, model, loss_config,
     model, loss_config: bound with `functools.partial`.
     label_vectors: fixed `(52, D)` vectors, or None (learnable ones live in
       `params`, or the loss has no embedding term).
+    mixing: `(mixup_alpha, cutmix_alpha)`; any non-zero mixes the batch
+      (`batch_mixing`) and weighs the loss of both labels.
 
   Returns:
     `(loss, (parts, batch_stats))`: the scalar loss, its parts and the batch
     accuracy, and the updated statistics.
   """
+  video = ops.normalise(batch['video'])
+  labels = batch['label']
+  if any(mixing):
+    mix_rng, rng = jax.random.split(rng)
+    video, partner, lam = batch_mixing.mix(video, mix_rng, *mixing)
   outputs, updates = model.apply(
       {'params': params['model'], 'batch_stats': batch_stats},
-      ops.normalise(batch['video']), train=True, rngs={'dropout': rng},
-      mutable=['batch_stats'])
+      video, train=True, rngs={'dropout': rng}, mutable=['batch_stats'])
   vectors = params.get('label_vectors', label_vectors)
-  loss, parts = losses.compute_loss(outputs, batch['label'], vectors,
-                                    loss_config)
+  loss, parts = losses.compute_loss(outputs, labels, vectors, loss_config)
+  if any(mixing):
+    partner_loss, partner_parts = losses.compute_loss(
+        outputs, labels[partner], vectors, loss_config)
+    loss = lam * loss + (1 - lam) * partner_loss
+    parts = jax.tree.map(lambda a, b: lam * a + (1 - lam) * b, parts,
+                         partner_parts)
   parts['accuracy'] = jnp.mean(
-      jnp.argmax(outputs['action_logits'], -1) == batch['label'])
-  return loss, (parts, updates['batch_stats'])
+      jnp.argmax(outputs['action_logits'], -1) == labels)
+  # A backbone without BatchNorm (a ViT) has no statistics to update.
+  return loss, (parts, updates.get('batch_stats', batch_stats))
 
 
 def write_eval_report(workdir, split, step, metrics, predictions):
@@ -144,13 +157,20 @@ class Recognition(base.Task):
       return {'label_vectors': self.label_vectors}
     return {}
 
+  def learning_rate_multipliers(self):
+    """The backbone at `optim.backbone_lr_multiplier` of the heads' rate
+    (VideoMAE fine-tuning recipes; 1 for MANet)."""
+    multiplier = self.config.optim.get('backbone_lr_multiplier', 1.0)
+    return {} if multiplier == 1.0 else {'backbone': multiplier}
+
   def loss_fn(self):
     """`loss_fn` with the model and the fixed label vectors bound."""
     fixed = (None if self.learnable_vectors or self.label_vectors is None
              else jnp.asarray(self.label_vectors))
-    return functools.partial(loss_fn, model=self.model,
-                             loss_config=self.config.loss,
-                             label_vectors=fixed)
+    return functools.partial(
+        loss_fn, model=self.model, loss_config=self.config.loss,
+        label_vectors=fixed, mixing=(self.config.data.mixup_alpha,
+                                     self.config.data.cutmix_alpha))
 
   def ensure_data(self, log):
     """Checks that the dataset is built; writes and builds the demo's."""
