@@ -1,22 +1,23 @@
 r"""PyTorch weights to maxmicro variables, for every backbone family.
 
-Each family names its variables in its own module, listed in `FAMILY_NAMES`,
-which recognises a state dict's layout by its keys (`detect_layout`):
-- ResNets (`torch_names`): official MANet / TSM / TSN checkpoints (mmcv
-  checkpoints of the mmaction2 fork, or their bare state dicts), and
-  torchvision ImageNet state dicts (a backbone only).
-- ViTs (`vit_names`): official VideoMAE / VideoMAE V2 checkpoints, fine-tuned
-  (`blocks.N.attn.qkv`, `fc_norm`, `head`) or pre-trained (`encoder.*`, a
-  backbone only); transformers' `VideoMAEForVideoClassification` and
-  `VideoMAEModel`; mmaction2 1.x `VisionTransformer` (`backbone.*`,
-  `cls_head.fc_cls`). A learned position table is resized to the model's
-  frames and image size; a head of another class count starts fresh.
+Each family names its variables in its own module (`models.FAMILIES`,
+`names`), which recognises a state dict's layout by its keys
+(`detect_layout`):
+- ResNets (`models/resnet_names.py`): official MANet / TSM / TSN
+  checkpoints (mmcv checkpoints of the mmaction2 fork, or their bare state
+  dicts), and torchvision ImageNet state dicts (a backbone only).
+- ViTs (`models/vit_names.py`): official VideoMAE / VideoMAE V2
+  checkpoints, fine-tuned (`blocks.N.attn.qkv`, `fc_norm`, `head`) or
+  pre-trained (`encoder.*`, a backbone only); transformers'
+  `VideoMAEForVideoClassification` and `VideoMAEModel`; mmaction2 1.x
+  `VisionTransformer` (`backbone.*`, `cls_head.fc_cls`). A learned position
+  table is resized to the model's frames and image size; a head of another
+  class count starts fresh.
 This module is the same for all: it reads the files (`state_dict_files`:
 `.pth` without unpickling code, `.safetensors`), checks the keys, and writes
-workdirs. Whole models
-convert with `torch_to_variables`; a backbone alone initialises a run, for
-`config.init_from` and the detector's `backbone_init_from` alike
-(`load_backbone_init`).
+workdirs. Whole models convert with `torch_to_variables`; a backbone alone
+initialises a run, for `config.init_from` and the detector's
+`backbone_init_from` alike (`load_backbone_init`).
 
 Convert an official checkpoint into a workdir that `run.py` evaluates:
 
@@ -47,15 +48,9 @@ import numpy as np
 from maxmicro import checkpoint
 from maxmicro import models
 from maxmicro import state_dict_files
-from maxmicro import torch_names
-from maxmicro import vit_names
 
 # Problems listed per kind in an error message; the rest are counted.
 _MAX_LISTED = 40
-
-
-# `config.model.family` -> the module that names its variables in PyTorch.
-FAMILY_NAMES = {'resnet': torch_names, 'vit': vit_names}
 
 
 # Raised for files (`state_dict_files`) and for names and shapes alike.
@@ -69,7 +64,7 @@ class Conversion:
   Attributes:
     variables: Flax path (with its collection) -> float32 numpy array.
     skipped: reason -> the state-dict keys skipped for it.
-    layout: the layout's name (`torch_names`, `vit_names`).
+    layout: the layout's name (a constant of the family's `names` module).
     reinitialised: paths of a head of another class count, left out.
   """
   variables: dict
@@ -136,7 +131,7 @@ def convert_state_dict(state_dict, config, backbone_only=False):
   left out too (`Conversion.reinitialised`), for a fresh one.
   """
   state_dict = state_dict_files.unwrap_state_dict(state_dict)
-  names_of = FAMILY_NAMES[config.model.family]
+  names_of = models.FAMILIES[config.model.family].names
   try:
     layout = names_of.detect_layout(state_dict)
     state_dict, skipped = names_of.prepare(state_dict, layout, config)

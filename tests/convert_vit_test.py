@@ -11,7 +11,7 @@ import transformers
 from configs import videomae
 from maxmicro import convert
 from maxmicro import models
-from maxmicro import vit_names
+from maxmicro.models import vit_names
 from maxmicro.models import vit
 
 CLIPS = 1

@@ -6,6 +6,7 @@ Config values are checked once, when the command line is parsed
 
 import dataclasses
 import functools
+import types
 from typing import Callable
 
 import flax.linen as nn
@@ -13,8 +14,10 @@ import jax
 import jax.numpy as jnp
 
 from maxmicro.models import resnet
+from maxmicro.models import resnet_names
 from maxmicro.models import video
 from maxmicro.models import vit
+from maxmicro.models import vit_names
 
 DTYPES = {'float32': jnp.float32, 'bfloat16': jnp.bfloat16}
 
@@ -26,44 +29,36 @@ def compute_dtype(name):
   return DTYPES[name]
 
 
-def _resnet(model_config, dtype):
-  """TSN, TSM or MANet: `use_se` and `use_shift` switch MANet's SE gate and
-  temporal shift (neither is TSN, the shift alone TSM, both MANet)."""
-  stage_sizes = tuple(model_config.stage_sizes or
-                      resnet.STAGE_SIZES[model_config.depth])
-  return functools.partial(
-      resnet.ResNet,
-      stage_sizes=stage_sizes,
-      block_cls=resnet.BLOCK_CLS[model_config.depth],
-      width=model_config.width,
-      use_se=model_config.use_se,
-      use_shift=model_config.use_shift,
-      num_segments=model_config.num_segments,
-      fold_div=model_config.fold_div,
-      se_reduction=model_config.se_reduction,
-      dtype=dtype)
-
-
 @dataclasses.dataclass(frozen=True)
 class Family:
-  """A backbone family: its module from a config, and how it sees a clip.
+  """A backbone family: its module from a config, how it sees a clip, and
+  how its PyTorch checkpoints name its variables.
+
+  A family is its own files (`models/<family>.py` with a `from_config`, and
+  `models/<family>_names.py` for `maxmicro.convert`) and one line below.
 
   Attributes:
     backbone: `(config.model, dtype) -> module class` (a partial).
     per_frame: the backbone scores frames `(N*T, H, W, C)`; else whole clips.
     head_init: kernel initialiser of the classifier's heads.
+    names: the module that recognises the family's state-dict layouts and
+      names its variables in them (`detect_layout`, `prepare`,
+      `torch_names`, `skip_reason`, `to_flax`, `torch_shape`).
   """
   backbone: Callable
   per_frame: bool
   head_init: Callable
+  names: types.ModuleType
 
 
 # `config.model.family` -> its Family; one line per family.
 FAMILIES = {
-    'resnet': Family(_resnet, True, nn.initializers.normal(stddev=0.001)),
+    'resnet': Family(resnet.from_config, True,
+                     nn.initializers.normal(stddev=0.001), resnet_names),
     # VideoMAE's head: trunc_normal(0.02) scaled by init_scale 0.001.
     'vit': Family(vit.from_config, False,
-                  nn.initializers.truncated_normal(stddev=0.02 * 0.001)),
+                  nn.initializers.truncated_normal(stddev=0.02 * 0.001),
+                  vit_names),
 }
 
 

@@ -190,3 +190,22 @@ ResNet50 = functools.partial(ResNet, stage_sizes=STAGE_SIZES[50],
                              block_cls=BottleneckBlock)
 ResNet101 = functools.partial(ResNet, stage_sizes=STAGE_SIZES[101],
                               block_cls=BottleneckBlock)
+
+
+def from_config(model_config, dtype):
+  """The ResNet of a config's model section: TSN, TSM or MANet (`use_se`
+  and `use_shift` switch the SE gate and the temporal shift: neither is TSN,
+  the shift alone TSM, both MANet)."""
+  stage_sizes = tuple(model_config.stage_sizes or
+                      STAGE_SIZES[model_config.depth])
+  return functools.partial(
+      ResNet,
+      stage_sizes=stage_sizes,
+      block_cls=BLOCK_CLS[model_config.depth],
+      width=model_config.width,
+      use_se=model_config.use_se,
+      use_shift=model_config.use_shift,
+      num_segments=model_config.num_segments,
+      fold_div=model_config.fold_div,
+      se_reduction=model_config.se_reduction,
+      dtype=dtype)
