@@ -4,19 +4,24 @@ import ml_collections
 from ml_collections import config_dict
 
 
-def parse_arg(arg, **defaults):
+def parse_arg(arg, sizes=(), **defaults):
   """Parses `key=value,flag` config arguments against named defaults.
 
   `parse_arg('paper,batch=4', paper=False, batch=8)` gives
-  `ConfigDict(paper=True, batch=4)`; a bare name sets a bool to True. An
-  unknown name raises a ValueError that lists the allowed ones.
+  `ConfigDict(paper=True, batch=4)`; a bare name sets a bool to True, and a
+  bare name of one of `sizes` sets `size` (`'base,remat'` is
+  `'size=base,remat'`). An unknown name raises a ValueError that lists the
+  allowed ones.
   """
   parsed = ml_collections.ConfigDict(defaults)
   for item in filter(None, (arg or '').split(',')):
     key, _, value = item.partition('=')
+    if not value and key in sizes:
+      key, value = 'size', key
     if key not in defaults:
+      allowed = sorted(defaults) + [f'size name {name}' for name in sizes]
       raise ValueError(f'unknown config argument {key!r}; allowed: '
-                       f'{", ".join(sorted(defaults)) or "none"}.')
+                       f'{", ".join(allowed) or "none"}.')
     default = defaults[key]
     if not value:
       if not isinstance(default, bool):
@@ -66,6 +71,9 @@ def get_base_config():
   config.data.mixup_alpha = 0.0
   config.data.cutmix_alpha = 0.0
   config.data.eval_num_clips = 1
+  # None: TSN sampling (one frame per segment); an int k: a 3D network's
+  # dense clip of num_segments frames k apart (mmaction2 SampleFrames).
+  config.data.frame_interval = config_dict.placeholder(int)
   config.data.num_workers = 8  # grain worker processes per host.
   # Threads per worker (or in-process) that read and transform examples.
   config.data.read_threads = 2
@@ -153,6 +161,20 @@ def get_base_config():
   config.eval = ml_collections.ConfigDict()
   config.eval.global_batch_size = 64
   return config
+
+
+def clip_model_config(**fields):
+  """`config.model` of a clip backbone family (ViT, Video Swin): `fields`
+  and the heads every family shares, MANet's label-embedding branch off."""
+  return ml_collections.ConfigDict(dict(
+      num_classes=52,
+      body_head=False,
+      # MANet's label-embedding branch; set it with
+      # --config.loss.embedding=contrastive to train as MANet's heads do.
+      embedding_head=False,
+      embedding_dim=384,
+      dtype='auto',
+      **fields))
 
 
 def apply_tiny(config):

@@ -35,8 +35,6 @@ The augmentations run in the input pipeline (crop, colour, erasing: numpy
 and OpenCV per clip) and mixing on the device, in the loss.
 """
 
-import ml_collections
-
 from configs import common
 
 # (width, blocks, heads, MLP width) of the VideoMAE V2 family.
@@ -53,7 +51,7 @@ VARIANTS = {
 def model_config(size, num_segments=16):
   """The `config.model` of a ViT of one of the VARIANTS."""
   embed_dim, depth, num_heads, mlp_dim = VARIANTS[size]
-  return ml_collections.ConfigDict(dict(
+  return common.clip_model_config(
       family='vit',
       embed_dim=embed_dim,
       depth=depth,
@@ -66,19 +64,12 @@ def model_config(size, num_segments=16):
       drop_path_rate=0.0,  # mmaction2's VisionTransformer default.
       remat=False,
       num_segments=num_segments,
-      num_classes=52,
-      dropout_rate=0.4,  # Head dropout.
-      body_head=False,
-      # MANet's label-embedding branch, off as VideoMAE trains; set it with
-      # --config.loss.embedding=contrastive to train the ViT as MANet's heads.
-      embedding_head=False,
-      embedding_dim=384,
-      dtype='auto',
-  ))
+      dropout_rate=0.4)  # Head dropout.
 
 
 def get_config(arg=None):
-  arg = common.parse_arg(arg, size='base', tiny=False, remat=False)
+  arg = common.parse_arg(arg, sizes=VARIANTS, size='base', tiny=False,
+                         remat=False)
   if arg.tiny:
     arg.size = 'tiny'
   if arg.size not in VARIANTS:

@@ -26,7 +26,6 @@ from maxmicro import sharding
 from maxmicro import tasks
 from maxmicro.data import label_shuffles
 from maxmicro.data import transforms
-from maxmicro.models import resnet
 
 # What train.py does with a step whose loss or gradients are NaN or Inf: it
 # never applies it; 'stop' then ends the run naming the step, 'skip' goes on
@@ -44,10 +43,6 @@ CHOICES = {
     'optim.schedule': tuple(optim.SCHEDULES),
     'train.nonfinite_policy': NONFINITE_POLICIES,
     'detection.shuffle_train_labels': label_shuffles.LABEL_SHUFFLES,
-}
-# The same, for one backbone family's fields.
-FAMILY_CHOICES = {
-    'resnet': {'model.depth': tuple(resnet.STAGE_SIZES)},
 }
 # Fields that must be positive integers.
 POSITIVE = ('train.global_batch_size', 'eval.global_batch_size',
@@ -155,9 +150,9 @@ def parse_flags(argv):
 
 
 def _choices(config):
-  """CHOICES with those of the config's backbone family."""
-  return {**CHOICES,
-          **FAMILY_CHOICES.get(config.model.get('family'), {})}
+  """CHOICES with those of the config's backbone family (its `choices`)."""
+  family = models.FAMILIES.get(config.model.get('family'))
+  return {**CHOICES, **(family.choices if family else {})}
 
 
 def check_config(config, training=True):
@@ -197,8 +192,8 @@ def check_config(config, training=True):
     if schedule_epochs is not None and not schedule_epochs > 0:
       raise ValueError(f'config.optim.schedule_epochs={schedule_epochs!r} '
                        'must be positive, or None for the run\'s epochs.')
-  if family == 'vit':
-    _check_vit(config)
+  if family in models.FAMILIES:
+    models.FAMILIES[family].check_config(config)
   if _has(config, 'data.color_jitter'):
     _check_augmentation(config.data)
   if config.data.dataset == 'mma52':
@@ -248,22 +243,6 @@ def _check_augmentation(data):
     if data[field] < 0:
       raise ValueError(f'config.data.{field}={data[field]} must be >= 0 '
                        '(0 is off).')
-
-
-def _check_vit(config):
-  """Tubelets must tile the clip, and heads split the width."""
-  model = config.model
-  if model.embed_dim % model.num_heads:
-    raise ValueError(f'config.model.embed_dim={model.embed_dim} does not '
-                     f'split into config.model.num_heads={model.num_heads}.')
-  if model.num_segments % model.tubelet_size:
-    raise ValueError(
-        f'config.model.num_segments={model.num_segments} is not a multiple '
-        f'of config.model.tubelet_size={model.tubelet_size}.')
-  if config.data.image_size % model.patch_size:
-    raise ValueError(
-        f'config.data.image_size={config.data.image_size} is not a multiple '
-        f'of config.model.patch_size={model.patch_size}.')
 
 
 def _check_detection(config):

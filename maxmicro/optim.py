@@ -11,6 +11,7 @@ Parameter groups are those of mmaction2's `TSMOptimizerConstructor` with
   lr10_bias    `fc_emb_t` bias (fc_lr5)           x10    no
   label_vectors  learnable label vectors          x1     no
   no_decay     position tables, layer scales      x1     no
+               (Swin's relative position bias tables)
 
 A ViT's LayerNorm scales are `norm`, its biases (q and v biases included)
 `bias`, as VideoMAE fine-tunes (no decay on 1-d parameters and `pos_embed`).
@@ -52,7 +53,8 @@ GROUPS = {
     'no_decay': (1.0, False),
 }
 # Parameters without weight decay outside norms and biases.
-NO_DECAY_LEAVES = ('pos_embed', 'gamma_1', 'gamma_2')
+NO_DECAY_LEAVES = ('pos_embed', 'gamma_1', 'gamma_2',
+                   'relative_position_bias_table')
 BIAS_LEAVES = ('bias', 'q_bias', 'v_bias')
 OPTIMIZERS = ('sgd', 'adamw')
 SCHEDULES = ('step', 'cosine')

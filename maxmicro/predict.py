@@ -58,7 +58,8 @@ class Predictor:
     frames = video_lib.read_sampled_frames(path, functools.partial(
         transforms.sample_test_indices,
         num_segments=self.config.model.num_segments,
-        num_clips=self.config.data.eval_num_clips))
+        num_clips=self.config.data.eval_num_clips,
+        frame_interval=self.config.data.frame_interval))
     return transforms.eval_clip(
         frames, image_size=self.config.data.image_size,
         resize_short_side_to=self.config.data.resize_short_side)

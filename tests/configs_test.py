@@ -9,6 +9,7 @@ from configs import manet
 from configs import tsm
 from configs import tsn
 from configs import videomae
+from configs import vswin
 from maxmicro import sharding
 from maxmicro import tasks
 from maxmicro import train
@@ -21,6 +22,19 @@ def test_loads(module, arg):
   assert config.model.num_classes == 52
   assert config.model.use_shift == (module is not tsn)
   assert config.model.use_se == (module is manet)
+
+
+@pytest.mark.parametrize('module, arg, width', [
+    (videomae, None, 768), (videomae, 'base', 768), (videomae, 'small', 384),
+    (videomae, 'giant,remat', 1408), (videomae, 'size=huge', 1280),
+    (videomae, 'tiny', 64), (vswin, None, 96), (vswin, 'tiny', 96),
+    (vswin, 'base', 128), (vswin, 'large,remat', 192), (vswin, 'micro', 16)])
+def test_clip_backbones_load_by_size_name(module, arg, width):
+  """`configs/videomae.py:base` and `configs/vswin.py:large,remat` as the
+  README writes them: a bare size name picks the size."""
+  config = module.get_config(arg)
+  assert config.model.embed_dim == width
+  assert config.model.remat == ('remat' in (arg or ''))
 
 
 def test_paper_is_the_official_recipe():

@@ -55,6 +55,7 @@ class TrainClip(grain.transforms.RandomMap):
 
   def __init__(self, data_config, num_segments):
     self.num_segments = num_segments
+    self.frame_interval = data_config.frame_interval
     self.image_size = data_config.image_size
     self.resize_short_side = data_config.resize_short_side
     self.scales = tuple(data_config.crop_scales)
@@ -69,8 +70,8 @@ class TrainClip(grain.transforms.RandomMap):
         erase_area_range=tuple(data_config.erase_area_range))
 
   def random_map(self, element, rng):
-    indices = transforms.sample_train_indices(len(element['jpegs']),
-                                              self.num_segments, rng)
+    indices = transforms.sample_train_indices(
+        len(element['jpegs']), self.num_segments, rng, self.frame_interval)
     video = transforms.augment_train_clip(
         records.decode_frames(element['jpegs'], indices), rng,
         image_size=self.image_size,
@@ -89,13 +90,15 @@ class EvalClip(grain.transforms.Map):
 
   def __init__(self, data_config, num_segments):
     self.num_segments = num_segments
+    self.frame_interval = data_config.frame_interval
     self.num_clips = data_config.eval_num_clips
     self.image_size = data_config.image_size
     self.resize_short_side = data_config.resize_short_side
 
   def map(self, element):
     indices = transforms.sample_test_indices(
-        len(element['jpegs']), self.num_segments, self.num_clips)
+        len(element['jpegs']), self.num_segments, self.num_clips,
+        self.frame_interval)
     video = transforms.eval_clip(
         records.decode_frames(element['jpegs'], indices),
         image_size=self.image_size,

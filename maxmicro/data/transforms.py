@@ -21,13 +21,22 @@ CROP_OFFSET_STEPS = ((0, 0), (4, 0), (0, 4), (4, 4), (2, 2), (0, 2), (4, 2),
                      (2, 4), (2, 0), (1, 1), (3, 1), (1, 3), (3, 3))
 
 
-def sample_train_indices(num_frames, num_segments, rng):
-  """TSN training sampling: one random frame per segment, `(num_segments,)`.
+def sample_train_indices(num_frames, num_segments, rng, frame_interval=None):
+  """Training sampling: `(num_segments,)` frame indices.
 
-  mmaction2 `SampleFrames(clip_len=1, num_clips=num_segments)` in train mode,
+  With `frame_interval` None, TSN's: one random frame per segment, mmaction2
+  `SampleFrames(clip_len=1, num_clips=num_segments)` in train mode,
   including its final `mod num_frames` (which only matters for clips shorter
-  than `num_segments`).
+  than `num_segments`). With an interval k, a 3D network's dense clip:
+  `SampleFrames(clip_len=num_segments, frame_interval=k, num_clips=1)`, T
+  frames k apart from a random start, wrapped around the video's end
+  (`out_of_bound_opt='loop'`).
   """
+  if frame_interval is not None:
+    span = num_segments * frame_interval
+    offset = (rng.integers(num_frames - span + 1) if num_frames > span - 1
+              else 0)
+    return _dense_clip(offset, num_frames, num_segments, frame_interval)
   average = num_frames // num_segments
   if average > 0:
     indices = (np.arange(num_segments) * average +
@@ -39,14 +48,35 @@ def sample_train_indices(num_frames, num_segments, rng):
   return indices.astype(np.int64) % num_frames
 
 
-def sample_test_indices(num_frames, num_segments, num_clips=1):
-  """TSN test sampling: segment centres, `(num_clips * num_segments,)`.
+def _dense_clip(offsets, num_frames, clip_length, frame_interval):
+  """Clips of `clip_length` frames `frame_interval` apart from each offset,
+  consecutive and wrapped around the video's end: `(C * T,)` int64."""
+  offsets = np.asarray(offsets, np.int64).reshape(-1, 1)
+  indices = offsets + np.arange(clip_length) * frame_interval
+  return indices.reshape(-1) % num_frames
 
-  With `avg = num_frames / num_segments`, clip c of C takes
+
+def sample_test_indices(num_frames, num_segments, num_clips=1,
+                        frame_interval=None):
+  """Test sampling: `(num_clips * num_segments,)` frame indices.
+
+  With `frame_interval` None, TSN's segment centres: with
+  `avg = num_frames / num_segments`, clip c of C takes
   `int(arange(T) * avg + avg * (2c + 1) / (2C))`: for one clip the official
   `avg / 2` offset, for several clips offsets evenly spread in each segment.
+  With an interval k, mmaction2 1.x's 3D test clips: T frames k apart,
+  starting at `max_offset // 2` for one clip and at
+  `round(c * max_offset / (C - 1))` for several (`max_offset` the frames
+  left after one clip's span, at least 0), wrapped around the video's end.
   Clips are consecutive in the result.
   """
+  if frame_interval is not None:
+    max_offset = max(num_frames - num_segments * frame_interval, 0)
+    if num_clips > 1:
+      offsets = np.round(np.arange(num_clips) * max_offset / (num_clips - 1))
+    else:
+      offsets = np.array([max_offset // 2])
+    return _dense_clip(offsets, num_frames, num_segments, frame_interval)
   average = num_frames / num_segments
   offsets = average * (2 * np.arange(num_clips) + 1) / (2 * num_clips)
   indices = np.arange(num_segments)[None, :] * average + offsets[:, None]
@@ -269,6 +299,7 @@ def preprocess_eval_clip(frames, num_segments, data_config):
   it sees a video exactly as evaluation does.
   """
   indices = sample_test_indices(len(frames), num_segments,
-                                data_config.eval_num_clips)
+                                data_config.eval_num_clips,
+                                data_config.frame_interval)
   return eval_clip(frames[indices], image_size=data_config.image_size,
                    resize_short_side_to=data_config.resize_short_side)

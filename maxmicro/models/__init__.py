@@ -15,6 +15,8 @@ import jax.numpy as jnp
 
 from maxmicro.models import resnet
 from maxmicro.models import resnet_names
+from maxmicro.models import swin
+from maxmicro.models import swin_names
 from maxmicro.models import video
 from maxmicro.models import vit
 from maxmicro.models import vit_names
@@ -44,21 +46,32 @@ class Family:
     names: the module that recognises the family's state-dict layouts and
       names its variables in them (`detect_layout`, `prepare`,
       `torch_names`, `skip_reason`, `to_flax`, `torch_shape`).
+    check_config: `config -> None`, raising ValueError that names the
+      field, for what the family's model needs beyond `choices`.
+    choices: `{'model.<field>': allowed values}` of its enumerated fields.
   """
   backbone: Callable
   per_frame: bool
   head_init: Callable
   names: types.ModuleType
+  check_config: Callable
+  choices: dict = dataclasses.field(default_factory=dict)
 
 
 # `config.model.family` -> its Family; one line per family.
 FAMILIES = {
     'resnet': Family(resnet.from_config, True,
-                     nn.initializers.normal(stddev=0.001), resnet_names),
+                     nn.initializers.normal(stddev=0.001), resnet_names,
+                     resnet.check_config,
+                     {'model.depth': tuple(resnet.STAGE_SIZES)}),
     # VideoMAE's head: trunc_normal(0.02) scaled by init_scale 0.001.
     'vit': Family(vit.from_config, False,
                   nn.initializers.truncated_normal(stddev=0.02 * 0.001),
-                  vit_names),
+                  vit_names, vit.check_config),
+    # mmaction2's I3DHead: normal(0.01).
+    'swin': Family(swin.from_config, False,
+                   nn.initializers.normal(stddev=0.01), swin_names,
+                   swin.check_config),
 }
 
 

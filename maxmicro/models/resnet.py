@@ -209,3 +209,8 @@ def from_config(model_config, dtype):
       fold_div=model_config.fold_div,
       se_reduction=model_config.se_reduction,
       dtype=dtype)
+
+
+def check_config(config):
+  """`choices` (the depth) say all a ResNet config needs."""
+  del config

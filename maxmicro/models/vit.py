@@ -151,7 +151,6 @@ class VisionTransformer(nn.Module):
                         name='fc_norm')(pooled)
 
 
-
 def from_config(model_config, dtype):
   """The `VisionTransformer` of a `configs/videomae.py` model section."""
   return functools.partial(
@@ -167,3 +166,19 @@ def from_config(model_config, dtype):
       drop_path_rate=model_config.drop_path_rate,
       remat=model_config.remat,
       dtype=dtype)
+
+
+def check_config(config):
+  """Tubelets must tile the clip, and heads split the width."""
+  model = config.model
+  if model.embed_dim % model.num_heads:
+    raise ValueError(f'config.model.embed_dim={model.embed_dim} does not '
+                     f'split into config.model.num_heads={model.num_heads}.')
+  if model.num_segments % model.tubelet_size:
+    raise ValueError(
+        f'config.model.num_segments={model.num_segments} is not a multiple '
+        f'of config.model.tubelet_size={model.tubelet_size}.')
+  if config.data.image_size % model.patch_size:
+    raise ValueError(
+        f'config.data.image_size={config.data.image_size} is not a multiple '
+        f'of config.model.patch_size={model.patch_size}.')

@@ -1,0 +1,196 @@
+"""Video Swin: torchvision's swin3d_t through the converter, mmaction2's
+names of the same weights, 2D ImageNet inflation, parameter counts."""
+
+import re
+
+import jax
+import numpy as np
+import pytest
+import torch
+import torchvision
+
+from configs import vswin
+from maxmicro import convert
+from maxmicro import models
+from maxmicro.models import swin
+from maxmicro.models import swin_names
+
+
+def _config(size='tiny', num_segments=32):
+  config = vswin.get_config(size)
+  config.model.dtype = 'float32'
+  config.model.num_segments = num_segments
+  return config
+
+
+def _drawn(module, seed=0):
+  """`module` with every float tensor drawn at random: norm scales near 1,
+  the rest of the scale of trained weights (so no block's output vanishes
+  or blows up); the integer relative-position indices stay."""
+  generator = torch.Generator().manual_seed(seed)
+  with torch.no_grad():
+    for name, tensor in module.state_dict().items():
+      if not tensor.is_floating_point():
+        continue
+      offset = 1.0 if re.search(r'norm\d?\.weight$', name) else 0.0
+      tensor.copy_(offset + 0.05 * torch.randn(tensor.shape,
+                                               generator=generator))
+  return module.eval()
+
+
+@pytest.fixture(scope='module')
+def reference():
+  """torchvision's swin3d_t with 52 classes and drawn weights, as numpy."""
+  module = _drawn(torchvision.models.video.swin3d_t(num_classes=52))
+  state_dict = {key: value.numpy() for key, value in
+                module.state_dict().items()}
+  return module, state_dict
+
+
+def _torch_logits(module, video):
+  with torch.no_grad():
+    return module(torch.from_numpy(video).permute(0, 4, 1, 2, 3)).numpy()
+
+
+def _logits(state_dict, config, video):
+  variables = convert.torch_to_variables(state_dict, config)
+  return np.asarray(models.build_model(config).apply(
+      variables, video)['action_logits'])
+
+
+def _assert_close(ours, theirs):
+  # XLA and torch sum the same float32 products in other orders (dots of up
+  # to 3072 terms, softmaxes over windows of up to 392 tokens, 12 blocks):
+  # each differs by a few ulps, a few 1e-7 of the logits' scale after the
+  # blocks; 1e-4 of that scale bounds it with margin.
+  scale = np.abs(theirs).max()
+  np.testing.assert_allclose(ours, theirs, rtol=1e-4, atol=1e-4 * scale)
+
+
+# (T, H, W): 20 frames give 10 patch steps (a shifted temporal window and
+# temporal padding); 56 and 64x48 pad windows over space, clip windows at
+# the later stages and merge odd sizes.
+@pytest.mark.parametrize('shape', [(20, 56, 56), (8, 64, 48)])
+def test_logits_equal_torchvision_swin3d_t(reference, shape):
+  module, state_dict = reference
+  assert swin_names.detect_layout(state_dict) == swin_names.TORCHVISION
+  config = _config(num_segments=shape[0])
+  video = np.random.default_rng(1).normal(
+      size=(2,) + shape + (3,)).astype(np.float32)
+  _assert_close(_logits(state_dict, config, video),
+                _torch_logits(module, video))
+
+
+def mmaction_names(state_dict, final_norm='backbone.norm3'):
+  """torchvision's swin3d names -> mmaction2 1.x `SwinTransformer3D` and
+  `I3DHead` (0.x: `final_norm='backbone.norm'`)."""
+  renamed = {}
+  for key, value in state_dict.items():
+    stage = re.match(r'features\.(\d+)\.', key)
+    if stage:
+      index = int(stage.group(1))
+      rest = key[stage.end():]
+      if index % 2:
+        key = f'backbone.layers.{index // 2}.downsample.{rest}'
+      else:
+        block, rest = rest.split('.', 1)
+        rest = rest.replace('mlp.0.', 'mlp.fc1.').replace('mlp.3.',
+                                                          'mlp.fc2.')
+        key = f'backbone.layers.{index // 2}.blocks.{block}.{rest}'
+    elif key.startswith('head.'):
+      key = 'cls_head.fc_cls.' + key.removeprefix('head.')
+    elif key.startswith('norm.'):
+      key = final_norm + key.removeprefix('norm')
+    else:
+      key = 'backbone.' + key
+    renamed[key] = value
+  return renamed
+
+
+@pytest.mark.parametrize('final_norm, layout', [
+    ('backbone.norm3', swin_names.MMACTION),
+    ('backbone.norm', swin_names.MMACTION0)])
+def test_mmaction_names_give_the_same_logits(reference, final_norm, layout):
+  module, state_dict = reference
+  renamed = mmaction_names(state_dict, final_norm)
+  assert swin_names.detect_layout(renamed) == layout
+  config = _config(num_segments=8)
+  video = np.random.default_rng(2).normal(
+      size=(1, 8, 64, 64, 3)).astype(np.float32)
+  _assert_close(_logits(renamed, config, video), _torch_logits(module, video))
+
+
+def test_imagenet_2d_swin_is_inflated_as_mmaction2_does(reference, tmp_path):
+  """A 2D Swin's file (`layers.*`, 4-D patch kernel, 13x13-offset tables)
+  initialises the backbone: the kernel repeated over the tubelet's 2 frames
+  and halved, each table repeated over the 15 temporal offsets."""
+  _, state_dict = reference
+  rng = np.random.default_rng(3)
+  three_d = mmaction_names(state_dict)
+  two_d = {}
+  for key, value in three_d.items():
+    if key.startswith('cls_head.'):
+      key = 'head.' + key.removeprefix('cls_head.fc_cls.')
+      value = rng.normal(size=(1000,) + value.shape[1:])  # ImageNet's.
+    key = key.removeprefix('backbone.').replace('norm3.', 'norm.')
+    if key == 'patch_embed.proj.weight':
+      value = rng.normal(size=value.shape[:2] + value.shape[3:])
+    elif key.endswith('relative_position_bias_table'):
+      value = rng.normal(size=(13 * 13, value.shape[1]))
+    elif key.endswith('relative_position_index'):
+      value = rng.integers(0, 169, size=(49, 49))
+    two_d[key] = np.asarray(value, np.float32)
+  assert swin_names.detect_layout(two_d) == swin_names.IMAGENET_2D
+  path = tmp_path / 'swin_tiny_patch4_window7_224.pth'
+  torch.save({'model': {k: torch.from_numpy(v) for k, v in two_d.items()}},
+             path)
+  config = _config()
+  fresh = jax.device_get(models.build_model(config).init(
+      jax.random.key(0), np.zeros(models.input_shape(config), np.float32)))
+  variables = convert.load_backbone_init(str(path), fresh, config)
+  backbone = variables['params']['backbone']
+  kernel = two_d['patch_embed.proj.weight'].transpose(2, 3, 1, 0) / 2
+  for frame in range(2):
+    np.testing.assert_array_equal(
+        backbone['patch_embed_proj']['kernel'][frame], kernel)
+  table = backbone['layers_2_blocks_3']['attn']['relative_position_bias_table']
+  assert table.shape == (15 * 13 * 13, 12)
+  np.testing.assert_array_equal(
+      table, np.tile(two_d['layers.2.blocks.3.attn.relative_position_bias_table'],
+                     (15, 1)))
+  np.testing.assert_array_equal(backbone['norm']['scale'],
+                                two_d['norm.weight'])
+  # The head is ImageNet's: the classifier keeps its fresh one.
+  np.testing.assert_array_equal(variables['params']['fc_cls']['kernel'],
+                                fresh['params']['fc_cls']['kernel'])
+
+
+def test_a_2d_window_of_another_size_is_refused(reference):
+  config = _config()
+  table = np.zeros((23 * 23, 3), np.float32)  # A 12x12 window's.
+  with pytest.raises(ValueError, match='12x12|other than'):
+    swin_names.prepare(
+        {'layers.0.blocks.0.attn.relative_position_bias_table': table},
+        swin_names.IMAGENET_2D, config)
+
+
+@pytest.mark.parametrize('size, builder, expected', [
+    ('tiny', torchvision.models.video.swin3d_t, 27_890_458),
+    ('small', torchvision.models.video.swin3d_s, 49_549_066)])
+def test_parameter_counts_are_the_reference_modules(size, builder, expected):
+  """The MAC baseline's VSwin-S (and -T) with 52 classes: mmaction2's
+  `SwinTransformer3D` + `I3DHead` hold exactly torchvision's swin3d
+  parameters (`backbone.*` + `fc_cls` for `features.*`, `norm`, `head`)."""
+  shapes = models.abstract_variables(vswin.get_config(size))['params']
+  assert sum(leaf.size for leaf in jax.tree.leaves(shapes)) == expected
+  assert sum(p.numel() for p in builder(num_classes=52).parameters()) == \
+      expected
+
+
+def test_window_mask_separates_the_shifted_regions():
+  """On a 4x4 plane (one frame) with 2x2 windows shifted by 1, the last
+  window holds four regions; the first none but its own."""
+  mask = swin.shifted_window_mask((1, 4, 4), (1, 2, 2), (0, 1, 1))
+  assert mask.shape == (4, 4, 4)
+  assert not mask[0].any()
+  np.testing.assert_array_equal(mask[3] == 0, np.eye(4, dtype=bool))
