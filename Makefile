@@ -13,9 +13,10 @@ TEST_WORKERS ?= 2
 
 install: $(VENV)/.installed
 
-$(VENV)/.installed: requirements.txt requirements-dev.txt
+$(VENV)/.installed: requirements.txt requirements-dev.txt requirements-dev-nodeps.txt
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet -r requirements.txt -r requirements-dev.txt
+	$(VENV)/bin/pip install --quiet --no-deps -r requirements-dev-nodeps.txt
 	touch $@
 
 demo: install

@@ -1,4 +1,5 @@
-r"""CPU inference: MANet-R50's (or ViT-B's) eval-mode forward beside PyTorch.
+r"""CPU inference: MANet-R50's (ViT-B's, VSwin-T's) eval-mode forward beside
+PyTorch.
 
   PYTHONPATH=. python benchmarks/inference.py            # torch, jax, folded
   PYTHONPATH=. python benchmarks/inference.py --rounds=7 \
@@ -7,10 +8,14 @@ r"""CPU inference: MANet-R50's (or ViT-B's) eval-mode forward beside PyTorch.
       --rounds=1 --profile=/tmp/inference_profile        # where the time goes
   PYTHONPATH=. python benchmarks/inference.py --model=vit-b --batch=1 \
       --variants=torch,jax         # ViT-B/16, 16x224, beside transformers
+  PYTHONPATH=. python benchmarks/inference.py --model=vswin-t --batch=1 \
+      --variants=torch,jax         # Swin-T, 32x224, beside torchvision
 
 `--model=vit-b` runs `configs/videomae.py:base` against transformers'
 `VideoMAEForVideoClassification` (SDPA attention) with the same random
 weights (every tensor drawn), converted by `maxmicro.convert`; 16 frames.
+`--model=vswin-t` runs `configs/vswin.py:tiny` against torchvision's
+`swin3d_t` the same way; 32 frames.
 
 Each variant runs in its own process: a worker that builds its model, loads
 the same weights (the PyTorch reference MANet of tests/torch_reference.py,
@@ -50,8 +55,9 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 # Frames per clip of each --model.
-MODEL_FRAMES = {'manet': 8, 'vit-b': 16}
-NUM_SEGMENTS = 8  # Set from --model in main and in the workers.
+MODEL_FRAMES = {'manet': 8, 'vit-b': 16, 'vswin-t': 32}
+MODEL = 'manet'  # Set from --model in main and in the workers, with:
+NUM_SEGMENTS = 8
 IMAGE_SIZE = 224
 _YNN_TYPE = 'xla_cpu_experimental_ynn_fusion_type'
 # name: (XLA compile options: 'maxmicro' for `xla_options.compiler_options()`,
@@ -105,11 +111,32 @@ def videomae_reference(seed=0):
   return reference
 
 
+def swin_reference(seed=0):
+  """torchvision's swin3d_t with 52 classes, every float tensor drawn."""
+  import torch  # pylint: disable=g-import-not-at-top
+  import torchvision  # pylint: disable=g-import-not-at-top
+  reference = torchvision.models.video.swin3d_t(num_classes=52).eval()
+  generator = torch.Generator().manual_seed(seed)
+  with torch.no_grad():
+    for name, tensor in reference.state_dict().items():
+      if tensor.is_floating_point():
+        offset = 1.0 if 'norm' in name and name.endswith('weight') else 0.0
+        tensor.copy_(offset + 0.02 * torch.randn(tensor.shape,
+                                                 generator=generator))
+  return reference
+
+
 def torch_forward(batch, weights_path):
   """Writes the reference's weights to `weights_path`; returns a forward."""
   import torch  # pylint: disable=g-import-not-at-top
-  if NUM_SEGMENTS == MODEL_FRAMES['vit-b']:
-    return _torch_vit_forward(batch, weights_path)
+  if MODEL == 'vit-b':
+    return _torch_clip_forward(
+        batch, weights_path, videomae_reference(),
+        lambda model, video: model(pixel_values=video).logits)
+  if MODEL == 'vswin-t':
+    return _torch_clip_forward(
+        batch, weights_path, swin_reference(),
+        lambda model, video: model(video.transpose(1, 2)))
   from maxmicro import ops  # pylint: disable=g-import-not-at-top
   from tests import torch_reference  # pylint: disable=g-import-not-at-top
   torch.set_num_threads(os.cpu_count())
@@ -130,11 +157,11 @@ def torch_forward(batch, weights_path):
   return 0.0, None, forward
 
 
-def _torch_vit_forward(batch, weights_path):
+def _torch_clip_forward(batch, weights_path, model, logits_of):
+  """A clip model's forward: `logits_of(model, (N, T, 3, S, S) video)`."""
   import torch  # pylint: disable=g-import-not-at-top
   from maxmicro import ops  # pylint: disable=g-import-not-at-top
   torch.set_num_threads(os.cpu_count())
-  model = videomae_reference()
   np.savez(weights_path, **{key: value.numpy() for key, value
                             in model.state_dict().items()})
   clips = torch.from_numpy(_clips(batch))  # (N, T, S, S, 3)
@@ -144,7 +171,7 @@ def _torch_vit_forward(batch, weights_path):
   def forward():
     with torch.no_grad():
       video = (clips.permute(0, 1, 4, 2, 3).float() - mean) / std
-      return torch.softmax(model(pixel_values=video).logits, -1).numpy()
+      return torch.softmax(logits_of(model, video), -1).numpy()
 
   return 0.0, None, forward
 
@@ -165,9 +192,12 @@ def jax_forward(variant, batch, weights_path):
   options, folded, matmul = JAX_VARIANTS[variant]
   if options == 'maxmicro':
     options = xla_options.compiler_options()
-  if NUM_SEGMENTS == MODEL_FRAMES['vit-b']:
+  if MODEL == 'vit-b':
     from configs import videomae  # pylint: disable=g-import-not-at-top
-    config = videomae.get_config('size=base')
+    config = videomae.get_config('base')
+  elif MODEL == 'vswin-t':
+    from configs import vswin  # pylint: disable=g-import-not-at-top
+    config = vswin.get_config('tiny')
   else:
     config = manet.get_config('paper')
   config.model.dtype = 'float32'
@@ -211,8 +241,8 @@ def cpu_peak_gflops():
 
 def worker(args):
   """Serves forwards to the parent over stdin/stdout (one JSON line each)."""
-  global NUM_SEGMENTS
-  NUM_SEGMENTS = MODEL_FRAMES[args.model]
+  global MODEL, NUM_SEGMENTS
+  MODEL, NUM_SEGMENTS = args.model, MODEL_FRAMES[args.model]
   if args.worker == 'torch':
     compile_seconds, gflop, forward = torch_forward(args.batch, args.weights)
   else:
@@ -320,8 +350,8 @@ def main():
   args = parser.parse_args()
   if args.worker:
     return worker(args)
-  global NUM_SEGMENTS
-  NUM_SEGMENTS = MODEL_FRAMES[args.model]
+  global MODEL, NUM_SEGMENTS
+  MODEL, NUM_SEGMENTS = args.model, MODEL_FRAMES[args.model]
   names = args.variants.split(',')
   unknown = set(names) - set(JAX_VARIANTS) - {'torch'}
   if unknown:

@@ -194,6 +194,11 @@ def check_config(config, training=True):
                        'must be positive, or None for the run\'s epochs.')
   if family in models.FAMILIES:
     models.FAMILIES[family].check_config(config)
+    if (_has(config, 'optim.layer_decay') and config.optim.layer_decay != 1.0
+        and not models.FAMILIES[family].layer_decay):
+      raise ValueError(
+          f'config.optim.layer_decay={config.optim.layer_decay}: layer-wise '
+          f'decay is for ViTs; use 1.0 for config.model.family={family!r}.')
   if _has(config, 'data.color_jitter'):
     _check_augmentation(config.data)
   if config.data.dataset == 'mma52':

@@ -5,7 +5,9 @@ import math
 import pytest
 
 from configs import common
+from configs import i3d
 from configs import manet
+from configs import slowonly
 from configs import tsm
 from configs import tsn
 from configs import videomae
@@ -35,6 +37,17 @@ def test_clip_backbones_load_by_size_name(module, arg, width):
   config = module.get_config(arg)
   assert config.model.embed_dim == width
   assert config.model.remat == ('remat' in (arg or ''))
+
+
+@pytest.mark.parametrize('module, frames, interval', [(i3d, 32, 2),
+                                                      (slowonly, 8, 8)])
+@pytest.mark.parametrize('arg', [None, 'tiny'])
+def test_3d_resnets_load_with_dense_clips(module, frames, interval, arg):
+  config = module.get_config(arg)
+  assert config.model.family == 'resnet3d'
+  if not arg:
+    assert (config.model.num_segments, config.data.frame_interval) == (
+        frames, interval)
 
 
 def test_paper_is_the_official_recipe():

@@ -89,6 +89,37 @@ def test_sample_test_indices_hand_worked():
                                 [0, 0, 0, 1, 1, 2, 2, 2])
 
 
+def test_dense_test_clips_hand_worked():
+  """mmaction2 1.x SampleFrames(clip_len=32, frame_interval=2) in test mode."""
+  # 100 frames: 36 left after a 64-frame span; one clip starts at 36 // 2.
+  np.testing.assert_array_equal(
+      transforms.sample_test_indices(100, 32, frame_interval=2),
+      np.arange(18, 82, 2))
+  # Four clips start at round(c * 36 / 3): 0, 12, 24, 36, consecutive.
+  four = transforms.sample_test_indices(100, 32, 4, frame_interval=2)
+  np.testing.assert_array_equal(four.reshape(4, 32)[:, 0], [0, 12, 24, 36])
+  np.testing.assert_array_equal(np.diff(four.reshape(4, 32)), 2)
+  # 40 frames, shorter than the span: from 0, wrapped around (loop).
+  np.testing.assert_array_equal(
+      transforms.sample_test_indices(40, 32, frame_interval=2),
+      np.arange(0, 64, 2) % 40)
+
+
+def test_dense_train_clip_starts_anywhere_the_span_fits():
+  rng = np.random.default_rng(0)
+  starts = set()
+  for _ in range(400):
+    indices = transforms.sample_train_indices(100, 32, rng, frame_interval=2)
+    np.testing.assert_array_equal(np.diff(indices), 2)
+    starts.add(int(indices[0]))
+  # randint(100 - 64 + 1): every start 0..36, none later.
+  assert starts == set(range(37))
+  # A video shorter than the span: from 0, wrapped around.
+  np.testing.assert_array_equal(
+      transforms.sample_train_indices(50, 32, rng, frame_interval=2),
+      np.arange(0, 64, 2) % 50)
+
+
 def _definition_boxes(height, width, image_size, scales, max_distort):
   """Every (top, left, h, w) MultiScaleCrop can produce, from DESIGN.md."""
   base = min(height, width)
@@ -190,7 +221,8 @@ def test_augment_train_clip_matches_the_steps():
 
 def test_preprocess_eval_clip():
   config = ml_collections.ConfigDict(dict(
-      eval_num_clips=2, image_size=32, resize_short_side=36))
+      eval_num_clips=2, image_size=32, resize_short_side=36,
+      frame_interval=None))
   frames = np.random.default_rng(0).integers(
       0, 255, size=(20, 96, 80, 3), dtype=np.uint8)
   clip = transforms.preprocess_eval_clip(frames, 4, config)

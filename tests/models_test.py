@@ -5,9 +5,11 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from configs import i3d
 from configs import manet
 from configs import tsm
 from configs import tsn
+from configs import vswin
 from maxmicro import config_checks
 from maxmicro import models
 from maxmicro import ops
@@ -185,6 +187,29 @@ def test_bad_config_values_are_named(field, value, message):
   """Checked once, from the tables `build_model` dispatches on."""
   config = manet.get_config('tiny')
   config.model[field] = value
+  with pytest.raises(ValueError, match=message):
+    config_checks.check_config(config)
+
+
+@pytest.mark.parametrize('config_of, section, field, value, message', [
+    (lambda: vswin.get_config('micro'), 'model', 'num_heads', (1, 3),
+     r'stage 1 is 32 wide .* 3 heads'),
+    (lambda: vswin.get_config('micro'), 'model', 'depths', (2, 2, 2),
+     r'config\.model\.depths=\(2, 2, 2\) and config\.model\.num_heads'),
+    (lambda: vswin.get_config('micro'), 'optim', 'layer_decay', 0.75,
+     r"layer_decay=0\.75: .*family='swin'"),
+    (lambda: i3d.get_config('tiny'), 'model', 'inflate',
+     ((1, 1), 1, 1, 0), r'config\.model\.inflate\[0\]=\(1, 1\) .* \(1\)'),
+    (lambda: i3d.get_config('tiny'), 'model', 'num_segments', 12,
+     r'num_segments=12 is not a multiple .* \(8:'),
+    (lambda: i3d.get_config('tiny'), 'model', 'inflate_style', '3x3',
+     r"config\.model\.inflate_style='3x3' is not allowed"),
+])
+def test_bad_clip_backbone_values_are_named(config_of, section, field, value,
+                                            message):
+  """Each family's own rules (`models.FAMILIES`: `check_config`, `choices`)."""
+  config = config_of()
+  config[section][field] = value
   with pytest.raises(ValueError, match=message):
     config_checks.check_config(config)
 

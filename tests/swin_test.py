@@ -1,7 +1,12 @@
-"""Video Swin: torchvision's swin3d_t through the converter, mmaction2's
-names of the same weights, 2D ImageNet inflation, parameter counts."""
+"""Video Swin: torchvision's swin3d_t and mmaction2's own SwinTransformer3D
+(1.x names, and 0.x's) through the converter, 2D ImageNet inflation,
+parameter counts, an mmaction2 checkpoint served untrained."""
 
+import csv
+import os
 import re
+import subprocess
+import sys
 
 import jax
 import numpy as np
@@ -12,8 +17,13 @@ import torchvision
 from configs import vswin
 from maxmicro import convert
 from maxmicro import models
+from maxmicro import ops
+from maxmicro import predict
 from maxmicro.models import swin
 from maxmicro.models import swin_names
+from tests import cpu_devices
+from tests import mmaction_reference
+from tests import tiny_run
 
 
 def _config(size='tiny', num_segments=32):
@@ -81,52 +91,52 @@ def test_logits_equal_torchvision_swin3d_t(reference, shape):
                 _torch_logits(module, video))
 
 
-def mmaction_names(state_dict, final_norm='backbone.norm3'):
-  """torchvision's swin3d names -> mmaction2 1.x `SwinTransformer3D` and
-  `I3DHead` (0.x: `final_norm='backbone.norm'`)."""
-  renamed = {}
-  for key, value in state_dict.items():
-    stage = re.match(r'features\.(\d+)\.', key)
-    if stage:
-      index = int(stage.group(1))
-      rest = key[stage.end():]
-      if index % 2:
-        key = f'backbone.layers.{index // 2}.downsample.{rest}'
-      else:
-        block, rest = rest.split('.', 1)
-        rest = rest.replace('mlp.0.', 'mlp.fc1.').replace('mlp.3.',
-                                                          'mlp.fc2.')
-        key = f'backbone.layers.{index // 2}.blocks.{block}.{rest}'
-    elif key.startswith('head.'):
-      key = 'cls_head.fc_cls.' + key.removeprefix('head.')
-    elif key.startswith('norm.'):
-      key = final_norm + key.removeprefix('norm')
-    else:
-      key = 'backbone.' + key
-    renamed[key] = value
-  return renamed
+class MmactionSwin(torch.nn.Module):
+  """mmaction2's Recognizer3D of the MAC baseline: `SwinTransformer3D`, then
+  `I3DHead`; `arch` a size name or `{embed_dims, depths, num_heads}`."""
+
+  def __init__(self, arch='tiny', window_size=(8, 7, 7), out_indices=(3,)):
+    super().__init__()
+    self.backbone = mmaction_reference.swin().SwinTransformer3D(
+        arch=arch, pretrained=None, pretrained2d=False,
+        window_size=window_size, out_indices=out_indices)
+    width = self.backbone.num_features[out_indices[-1]]
+    self.cls_head = mmaction_reference.i3d_head().I3DHead(
+        num_classes=52, in_channels=width)
+
+  def forward(self, video):  # (N, 3, T, H, W)
+    return self.cls_head(self.backbone(video))
 
 
-@pytest.mark.parametrize('final_norm, layout', [
-    ('backbone.norm3', swin_names.MMACTION),
-    ('backbone.norm', swin_names.MMACTION0)])
-def test_mmaction_names_give_the_same_logits(reference, final_norm, layout):
-  module, state_dict = reference
-  renamed = mmaction_names(state_dict, final_norm)
-  assert swin_names.detect_layout(renamed) == layout
-  config = _config(num_segments=8)
+@pytest.mark.parametrize('version', ['1.x', '0.x'])
+def test_mmaction2_swin_gives_the_same_logits(version):
+  """mmaction2 1.x's state dict (final norm `backbone.norm3`) and the same
+  weights in 0.x's names (`backbone.norm`)."""
+  module = _drawn(MmactionSwin())
+  state_dict = _mmaction_state_dict(module)
+  layout = swin_names.MMACTION
+  if version == '0.x':
+    state_dict = {key.replace('backbone.norm3.', 'backbone.norm.'): value
+                  for key, value in state_dict.items()}
+    layout = swin_names.MMACTION0
+  assert swin_names.detect_layout(state_dict) == layout
+  config = _config(num_segments=20)
   video = np.random.default_rng(2).normal(
-      size=(1, 8, 64, 64, 3)).astype(np.float32)
-  _assert_close(_logits(renamed, config, video), _torch_logits(module, video))
+      size=(1, 20, 56, 56, 3)).astype(np.float32)
+  _assert_close(_logits(state_dict, config, video),
+                _torch_logits(module, video))
 
 
-def test_imagenet_2d_swin_is_inflated_as_mmaction2_does(reference, tmp_path):
+def _mmaction_state_dict(module):
+  return {key: value.numpy() for key, value in module.state_dict().items()}
+
+
+def test_imagenet_2d_swin_is_inflated_as_mmaction2_does(tmp_path):
   """A 2D Swin's file (`layers.*`, 4-D patch kernel, 13x13-offset tables)
   initialises the backbone: the kernel repeated over the tubelet's 2 frames
   and halved, each table repeated over the 15 temporal offsets."""
-  _, state_dict = reference
   rng = np.random.default_rng(3)
-  three_d = mmaction_names(state_dict)
+  three_d = _mmaction_state_dict(_drawn(MmactionSwin()))
   two_d = {}
   for key, value in three_d.items():
     if key.startswith('cls_head.'):
@@ -165,7 +175,7 @@ def test_imagenet_2d_swin_is_inflated_as_mmaction2_does(reference, tmp_path):
                                 fresh['params']['fc_cls']['kernel'])
 
 
-def test_a_2d_window_of_another_size_is_refused(reference):
+def test_a_2d_window_of_another_size_is_refused():
   config = _config()
   table = np.zeros((23 * 23, 3), np.float32)  # A 12x12 window's.
   with pytest.raises(ValueError, match='12x12|other than'):
@@ -178,11 +188,11 @@ def test_a_2d_window_of_another_size_is_refused(reference):
     ('tiny', torchvision.models.video.swin3d_t, 27_890_458),
     ('small', torchvision.models.video.swin3d_s, 49_549_066)])
 def test_parameter_counts_are_the_reference_modules(size, builder, expected):
-  """The MAC baseline's VSwin-S (and -T) with 52 classes: mmaction2's
-  `SwinTransformer3D` + `I3DHead` hold exactly torchvision's swin3d
-  parameters (`backbone.*` + `fc_cls` for `features.*`, `norm`, `head`)."""
+  """The MAC baseline's VSwin-S (and -T) with 52 classes, as mmaction2's
+  `SwinTransformer3D` + `I3DHead` and torchvision's swin3d count them."""
   shapes = models.abstract_variables(vswin.get_config(size))['params']
   assert sum(leaf.size for leaf in jax.tree.leaves(shapes)) == expected
+  assert sum(p.numel() for p in MmactionSwin(size).parameters()) == expected
   assert sum(p.numel() for p in builder(num_classes=52).parameters()) == \
       expected
 
@@ -194,3 +204,47 @@ def test_window_mask_separates_the_shifted_regions():
   assert mask.shape == (4, 4, 4)
   assert not mask[0].any()
   np.testing.assert_array_equal(mask[3] == 0, np.eye(4, dtype=bool))
+
+
+def test_an_mmaction2_checkpoint_evaluates_and_submits_untrained(
+    built_fake_ma52, tmp_path):
+  """The MAC baseline's use: an mmaction2 Video Swin checkpoint converted
+  into a workdir, then `run.py --mode=eval|submit|predict` with no training;
+  predict's probabilities are the reference module's on the same clip."""
+  reference = _drawn(MmactionSwin(
+      arch=dict(embed_dims=16, depths=[2, 2], num_heads=[1, 2]),
+      window_size=(2, 4, 4), out_indices=(1,)))
+  state_dict = reference.state_dict()
+  path = tmp_path / 'best_acc_top1_epoch_39.pth'
+  torch.save({'meta': {'epoch': 39}, 'state_dict': state_dict}, path)
+  out = str(tmp_path / 'workdir')
+  overrides = [f'--config.{key}={value}'
+               for key, value in built_fake_ma52.overrides.items()]
+  converted = subprocess.run(
+      [sys.executable, '-m', 'maxmicro.convert', f'--torch_checkpoint={path}',
+       '--config=configs/vswin.py:micro', *overrides, f'--out={out}'],
+      cwd=cpu_devices.REPO_ROOT, capture_output=True, text=True, check=False,
+      env=dict(os.environ, PYTHONPATH=cpu_devices.REPO_ROOT,
+               JAX_PLATFORMS='cpu'))
+  assert converted.returncode == 0, converted.stderr
+  assert swin_names.MMACTION in converted.stdout
+
+  evaluated = tiny_run.run_py(f'--workdir={out}', '--mode=eval')
+  assert evaluated.returncode == 0, evaluated.stderr
+  assert 'f1_mean' in evaluated.stdout
+  submitted = tiny_run.run_py(f'--workdir={out}', '--mode=submit')
+  assert submitted.returncode == 0, submitted.stderr
+  with open(os.path.join(out, 'prediction.csv'), newline='') as file:
+    assert len(list(csv.reader(file))) == 1 + 52
+
+  video = sorted((built_fake_ma52.manual_dir / 'videos_val').glob('*.mp4'))[0]
+  predictor = predict.load(out)
+  assert predictor.config.data.frame_interval == 2
+  clip = np.array(ops.normalise(predictor.read_clip(str(video))[None]))
+  with torch.no_grad():
+    logits = reference(torch.from_numpy(clip).permute(0, 4, 1, 2, 3))
+  expected = torch.softmax(logits, -1).numpy()[0]
+  # Probabilities through a 4-block Swin, in two float32 implementations:
+  # a few ulps each; 1e-5 absolute on values in [0, 1] bounds them.
+  np.testing.assert_allclose(predictor.scores(str(video)), expected,
+                             rtol=0, atol=1e-5)

@@ -1,12 +1,10 @@
-"""The ViT family: sizes, scale (FSDP, remat) and the trainer end to end.
+"""The ViT family: sizes and scale (FSDP, remat).
 
 Conversion from PyTorch and equality with transformers' VideoMAE are in
-convert_vit_test.py; the detector on ViT features in detection_vit_test.py.
+convert_vit_test.py; training, resuming and serving in
+clip_backbones_test.py; the detector on ViT features in
+detection_clip_backbones_test.py.
 """
-
-import csv
-import json
-import os
 
 import jax
 import numpy as np
@@ -14,14 +12,10 @@ import pytest
 
 from configs import videomae
 from maxmicro import models
-from maxmicro import reporting
 from maxmicro import sharding
 from maxmicro import tasks
 from maxmicro import train
 from tests import cpu_devices
-from tests import tiny_run
-
-fast_compile = tiny_run.fast_compile
 
 
 def _count(tree):
@@ -171,74 +165,3 @@ def test_vit_g_state_per_device_is_about_an_eighth():
   assert 10 < total_gib < 14
   # Only small leaves (norms, biases) stay replicated.
   assert 1 / 8 <= ratio < 1 / 8 * 1.02
-
-
-def _tiny_config(built, **train_overrides):
-  config = videomae.get_config('tiny')
-  for key, value in built.overrides.items():
-    section, field = key.split('.')
-    config[section][field] = value
-  config.train.update({'num_train_steps': tiny_run.NUM_STEPS,
-                       'log_every_steps': 1, 'checkpoint_every_steps': 2,
-                       'eval_every_epochs': None, **train_overrides})
-  config.lock()
-  return config
-
-
-def _losses(workdir):
-  return {r['step']: r['loss']
-          for r in reporting.read_metrics(workdir, 'train')}
-
-
-@pytest.mark.usefixtures('fast_compile')
-def test_tiny_vit_trains_resumes_and_serves(built_fake_ma52, tmp_path):
-  reference, interrupted = str(tmp_path / 'ref'), str(tmp_path / 'cut')
-  tiny_run.run(_tiny_config(built_fake_ma52), reference)
-  assert set(_losses(reference)) == {1, 2, 3, 4}
-  # Killed after step 3 (the last checkpoint is step 2), then resumed. Both
-  # runs are on this machine, so the losses are equal bit for bit.
-  tiny_run.run(_tiny_config(built_fake_ma52), interrupted, stop_at_step=3)
-  _, lines = tiny_run.run(_tiny_config(built_fake_ma52), interrupted)
-  assert 'resuming from step 2' in lines
-  assert _losses(interrupted) == _losses(reference)
-
-  completed = tiny_run.run_py(f'--workdir={reference}', '--mode=eval')
-  assert completed.returncode == 0, completed.stderr
-  assert 'f1_mean' in completed.stdout
-  video = sorted((built_fake_ma52.manual_dir / 'videos_val').glob('*.mp4'))[0]
-  completed = tiny_run.run_py(f'--workdir={reference}', '--mode=predict',
-                              f'--video={video}')
-  assert completed.returncode == 0, completed.stderr
-  with open(os.path.join(reference, 'predictions.json')) as file:
-    assert len(json.load(file)[str(video)]) == 5
-  completed = tiny_run.run_py(f'--workdir={reference}', '--mode=submit')
-  assert completed.returncode == 0, completed.stderr
-  with open(os.path.join(reference, 'prediction.csv'), newline='') as file:
-    assert len(list(csv.reader(file))) == 1 + 52
-
-
-def test_tiny_vit_learns_the_fake_training_set(built_fake_ma52, tmp_path):
-  """Above chance (1/52) on the clips it trained on, after 200 steps.
-
-  From scratch, not as the recipe fine-tunes a pre-trained ViT: the backbone
-  at the head's rate, and no colour jitter or erasing (`augment_test` checks
-  those). With the recipe's 0.1x backbone and full augmentation, 120 steps
-  end at chance on some CPUs and just above it on others; this setting ends
-  at 19-23% over seeds 1-3 here, well clear of the bound.
-  """
-  config = _tiny_config(built_fake_ma52, num_train_steps=200,
-                        checkpoint_every_steps=200, global_batch_size=8,
-                        log_every_steps=50)
-  config.unlock()
-  config.data.eval_split = 'train'
-  config.data.color_jitter = (0.0, 0.0, 0.0, 0.0)
-  config.data.erase_probability = 0.0
-  config.optim.warmup_epochs = 0.0
-  config.optim.base_learning_rate = 3e-3
-  config.optim.base_batch_size = 8
-  config.optim.backbone_lr_multiplier = 1.0
-  config.lock()
-  result, _ = tiny_run.run(config, str(tmp_path))
-  # Chance is 1/52 (2 of 104 clips); 6 right is far beyond it (binomial
-  # p < 1e-2).
-  assert result['action_top1'] > 6 / 104, result

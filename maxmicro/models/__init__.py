@@ -14,6 +14,8 @@ import jax
 import jax.numpy as jnp
 
 from maxmicro.models import resnet
+from maxmicro.models import resnet3d
+from maxmicro.models import resnet3d_names
 from maxmicro.models import resnet_names
 from maxmicro.models import swin
 from maxmicro.models import swin_names
@@ -49,6 +51,9 @@ class Family:
     check_config: `config -> None`, raising ValueError that names the
       field, for what the family's model needs beyond `choices`.
     choices: `{'model.<field>': allowed values}` of its enumerated fields.
+    frames_per_step: `config.model -> frames` one step of a clip
+      backbone's output covers (its temporal stride); 1 per frame.
+    layer_decay: its blocks stack as a ViT's (`optim.layer_decay` applies).
   """
   backbone: Callable
   per_frame: bool
@@ -56,6 +61,12 @@ class Family:
   names: types.ModuleType
   check_config: Callable
   choices: dict = dataclasses.field(default_factory=dict)
+  frames_per_step: Callable = lambda model_config: 1
+  layer_decay: bool = False
+
+
+def _tubelet(model_config):
+  return model_config.tubelet_size
 
 
 # `config.model.family` -> its Family; one line per family.
@@ -67,11 +78,17 @@ FAMILIES = {
     # VideoMAE's head: trunc_normal(0.02) scaled by init_scale 0.001.
     'vit': Family(vit.from_config, False,
                   nn.initializers.truncated_normal(stddev=0.02 * 0.001),
-                  vit_names, vit.check_config),
+                  vit_names, vit.check_config, frames_per_step=_tubelet,
+                  layer_decay=True),
     # mmaction2's I3DHead: normal(0.01).
     'swin': Family(swin.from_config, False,
                    nn.initializers.normal(stddev=0.01), swin_names,
-                   swin.check_config),
+                   swin.check_config, frames_per_step=_tubelet),
+    'resnet3d': Family(resnet3d.from_config, False,
+                       nn.initializers.normal(stddev=0.01), resnet3d_names,
+                       resnet3d.check_config,
+                       {'model.inflate_style': resnet3d.INFLATE_STYLES},
+                       frames_per_step=resnet3d.frames_per_step),
 }
 
 
@@ -132,8 +149,7 @@ def build_trunk(config):
   family = FAMILIES[config.model.family]
   return Trunk(module=build_model(config).backbone,
                per_frame=family.per_frame,
-               frames_per_step=(1 if family.per_frame
-                                else config.model.tubelet_size))
+               frames_per_step=family.frames_per_step(config.model))
 
 
 def input_shape(config, batch_size=1):

@@ -230,8 +230,7 @@ def from_config(model_config, dtype):
 
 
 def check_config(config):
-  """Stage lists of one length, heads that split each stage's width, and
-  no layer-wise decay (a ViT's rule: Swin's blocks are not one stack)."""
+  """Stage lists of one length, and heads that split each stage's width."""
   model = config.model
   if len(model.depths) != len(model.num_heads) or not model.depths:
     raise ValueError(f'config.model.depths={tuple(model.depths)} and '
@@ -247,6 +246,3 @@ def check_config(config):
   if len(model.window_size) != 3 or min(model.window_size) < 1:
     raise ValueError(f'config.model.window_size={tuple(model.window_size)} '
                      'must be 3 positive sizes (T, H, W).')
-  if config.optim.layer_decay != 1.0:
-    raise ValueError(f'config.optim.layer_decay={config.optim.layer_decay}: '
-                     'layer-wise decay is for ViTs; use 1.0 for Swin.')
