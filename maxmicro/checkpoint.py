@@ -239,11 +239,40 @@ def restore_saved_variables(manager, step):
           'batch_stats': restored.get('batch_stats', {})}
 
 
+# Recognition fields added after the first release, with the values that
+# keep what a config saved without them meant: a workdir trained before
+# them evaluates, predicts and submits as it did.
+_ADDED_RECOGNITION_FIELDS = {
+    'data.train_crop': 'multi_scale',
+    'data.crop_area_range': (0.08, 1.0),
+    'data.crop_aspect_range': (3 / 4, 4 / 3),
+    'data.color_jitter': (0.0, 0.0, 0.0, 0.0),
+    'data.erase_probability': 0.0,
+    'data.erase_area_range': (0.02, 1 / 3),
+    'data.mixup_alpha': 0.0,
+    'data.cutmix_alpha': 0.0,
+    'data.frame_interval': None,
+    'model.family': 'resnet',
+    'model.embedding_head': True,
+    'optim.warmup_start_factor': 0.0,
+    'optim.schedule_epochs': None,
+    'optim.backbone_lr_multiplier': 1.0,
+    'optim.layer_decay': 1.0,
+    'train.grad_accum_steps': 1,
+}
+
+
 def read_config(manager, step):
-  """The config saved with `step`, as a locked `ConfigDict`."""
+  """The config saved with `step`, as a locked `ConfigDict`; fields a
+  recognition config saved before they existed get their old meaning."""
   restored = manager.restore(step, args=ocp.args.Composite(
       config=ocp.args.JsonRestore()))
   config = ml_collections.ConfigDict(_tuples(restored['config']))
+  if config.data.get('dataset', 'ma52') == 'ma52':
+    for field, value in _ADDED_RECOGNITION_FIELDS.items():
+      section, name = field.split('.')
+      if section in config and name not in config[section]:
+        config[section][name] = value
   config.lock()
   return config
 

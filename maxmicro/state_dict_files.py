@@ -7,6 +7,9 @@ checkpoints that hold them (mmcv's `state_dict`, VideoMAE's `model` or
 `module`). Which layout the names follow is `maxmicro.convert`'s concern.
 """
 
+import pickle
+import re
+
 from etils import epath
 import numpy as np
 
@@ -84,12 +87,29 @@ def _safetensors_load(path):
   return safetensors.numpy.load(path.read_bytes())
 
 
+class _Inert:
+  """Stands in for a class a checkpoint names outside its weights (an
+  mmengine `HistoryBuffer` in `message_hub`, say): it takes whatever it is
+  built with and runs none of that class's code."""
+
+  def __init__(self, *args, **kwargs):
+    del args, kwargs
+
+
+# Classes a checkpoint may name besides its weights, each replaced by an
+# inert object; more than this many is not a checkpoint we read.
+_MAX_STAND_INS = 50
+
+
 def _torch_load(file):
   """`torch.load` that unpickles tensors, containers and numpy data only.
 
   mmcv checkpoints keep numpy scalars (best scores) in their `meta`; those
-  are allowed, under their numpy 1 and 2 module names. Nothing that can run
-  code is.
+  are allowed, under their numpy 1 and 2 module names. mmengine checkpoints
+  (mmaction2 1.x) also pickle training state (`message_hub`'s history
+  buffers, scheduler state): each class named there is read as an `_Inert`
+  object, never imported or run, and the weights come out as in any other
+  file. Nothing that can run code is unpickled.
   """
   import torch  # pylint: disable=g-import-not-at-top
   multiarray = np._core.multiarray  # pylint: disable=protected-access
@@ -99,8 +119,19 @@ def _torch_load(file):
              (rebuild_array, 'numpy.core.multiarray._reconstruct')]
   allowed += [getattr(np.dtypes, name) for name in dir(np.dtypes)
               if name.endswith('DType')]
-  with torch.serialization.safe_globals(allowed):
-    return torch.load(file, weights_only=True, map_location='cpu')
+  start = file.tell()
+  for _ in range(_MAX_STAND_INS):
+    file.seek(start)
+    try:
+      with torch.serialization.safe_globals(allowed):
+        return torch.load(file, weights_only=True, map_location='cpu')
+    except pickle.UnpicklingError as error:
+      name = re.search(r'Unsupported global: GLOBAL ([\w.]+)', str(error))
+      if not name:
+        raise
+      allowed.append((_Inert, name.group(1)))
+  raise pickle.UnpicklingError(
+      f'names more than {_MAX_STAND_INS} classes besides its weights.')
 
 
 def _reason(error):

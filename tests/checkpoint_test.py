@@ -8,6 +8,7 @@ from configs import manet
 from maxmicro import checkpoint
 from maxmicro import evaluate
 from maxmicro import models
+from maxmicro import predict
 from maxmicro import sharding
 from tests import tiny_run
 
@@ -39,6 +40,26 @@ def test_save_variables_round_trip(tmp_path):
   with pytest.raises(checkpoint.CheckpointError, match='not latest, best'):
     checkpoint.open_for_reading(str(tmp_path), which='newest')
   manager.close()
+
+
+def test_a_workdir_saved_before_newer_fields_predicts_as_it_did(tmp_path):
+  """A config saved without the fields added since (backbone family, dense
+  sampling, the ViT recipe's augmentations) reads with their old meaning."""
+  config = manet.get_config('tiny')
+  variables = _tiny_variables(config)
+  config.unlock()
+  for field in checkpoint._ADDED_RECOGNITION_FIELDS:  # pylint: disable=protected-access
+    section, name = field.split('.')
+    del config[section][name]
+  checkpoint.save_variables(str(tmp_path), variables, config)
+  manager, _, saved = checkpoint.open_for_reading(str(tmp_path))
+  manager.close()
+  assert saved.model.family == 'resnet' and saved.model.embedding_head
+  assert saved.data.frame_interval is None
+  assert saved.data.train_crop == 'multi_scale'
+  frames = np.random.default_rng(0).integers(0, 256, (12, 40, 48, 3),
+                                             np.uint8)
+  assert predict.load(str(tmp_path)).scores(frames).shape == (52,)
 
 
 def test_training_starts_from_saved_variables(built_fake_ma52, tmp_path):
