@@ -17,6 +17,10 @@
 #   vit_step.jsonl  ViT-B (configs/videomae.py:base) at batch 32 x 16 x 224,
 #                   bfloat16, with its MFU; vit_torch.jsonl transformers'
 #                   VideoMAE ViT-B, SDPA, bf16 autocast then torch.compile;
+#   3d_step.jsonl   VSwin-S and I3D-R50 (configs/vswin.py:small,
+#                   configs/i3d.py) at batch 16 x 32 x 224, with their MFU;
+#                   swin_torch.jsonl / i3d_torch.jsonl torchvision's swin3d_s
+#                   and mmaction2's I3D, bf16 autocast then torch.compile;
 #   batch256.jsonl  MANet at batch 256, compile time included, or the cut
 #                   off; batch256_no_autotune.jsonl the same without XLA's
 #                   GPU autotuning;
@@ -39,7 +43,10 @@ WHEELS=(ml_collections==1.1.0 grain==0.2.18 tensorflow-datasets==4.9.10
         transformers==5.23.0 huggingface_hub==2.4.0 tokenizers==0.23.3
         safetensors==0.8.0 regex==2026.12.2 typer==0.29.2 hf-xet==1.8.0
         httpx2==2.17.0 httpcore2==2.17.0 shellingham==1.5.4 click==8.5.1
-        rich==15.0.0 markdown-it-py==4.3.0 mdurl==0.1.2)
+        rich==15.0.0 markdown-it-py==4.3.0 mdurl==0.1.2
+        # mmaction2's I3D (the 3D ResNet reference; tests/mmaction_reference.py).
+        mmaction2==1.2.0 mmengine==0.10.7 mmcv-lite==2.1.0 addict==2.4.0
+        einops==0.8.2 yapf==0.43.0)
 
 if [[ "${1:-}" == --fetch-wheels ]]; then
   mkdir -p .whl
@@ -86,9 +93,9 @@ nice python3 benchmarks/end_to_end.py --root=/tmp/end_to_end --prepare_only \
     > "$OUT/prepare.log" 2>&1 &
 preparing=$!
 
-part 22 step.jsonl python3 benchmarks/train_step.py --batch=128 \
+part 18 step.jsonl python3 benchmarks/train_step.py --batch=128 \
     --models=manet,tsn --steps=20 --torch=no --profile="$OUT/profile"
-part 22 torch.jsonl python3 benchmarks/train_step.py --batch=128 \
+part 18 torch.jsonl python3 benchmarks/train_step.py --batch=128 \
     --models= --steps=20 --torch=yes
 # Batch 256 did not compile within 190 s before; without autotuning (cuDNN
 # and Triton try every algorithm of every convolution) tells whether it is
@@ -98,13 +105,21 @@ part 9 vit_step.jsonl python3 benchmarks/train_step.py --batch=32 \
 part 9 vit_torch.jsonl python3 benchmarks/train_step.py --batch=32 \
     --models= --torch_model=vit-b --steps=20 --torch=yes \
     --torch_variants=bf16,bf16-compile
+part 6 3d_step.jsonl python3 benchmarks/train_step.py --batch=16 \
+    --models=vswin-s,i3d --steps=10 --torch=no
+part 4 swin_torch.jsonl python3 benchmarks/train_step.py --batch=16 \
+    --models= --torch_model=vswin-s --steps=10 --torch=yes \
+    --torch_variants=bf16,bf16-compile
+part 4 i3d_torch.jsonl python3 benchmarks/train_step.py --batch=16 \
+    --models= --torch_model=i3d --steps=10 --torch=yes \
+    --torch_variants=bf16,bf16-compile
 part 6 batch256.jsonl python3 benchmarks/train_step.py --batch=256 \
     --models=manet --steps=10 --torch=no
 XLA_FLAGS="${XLA_FLAGS:-} --xla_gpu_autotune_level=0" \
 part 6 batch256_no_autotune.jsonl python3 benchmarks/train_step.py \
     --batch=256 --models=manet --steps=10 --torch=no
 wait "$preparing" || echo "preparing the end-to-end records failed: prepare.log"
-part 26 end_to_end.json python3 benchmarks/end_to_end.py \
+part 20 end_to_end.json python3 benchmarks/end_to_end.py \
     --root=/tmp/end_to_end --batch=128
 
 python3 - "$OUT" <<'EOF' | tee "$OUT/summary.md"
@@ -112,7 +127,8 @@ import json, pathlib, sys
 out = pathlib.Path(sys.argv[1])
 rows = []
 for name in ('step.jsonl', 'torch.jsonl', 'vit_step.jsonl',
-             'vit_torch.jsonl', 'batch256.jsonl',
+             'vit_torch.jsonl', '3d_step.jsonl', 'swin_torch.jsonl',
+             'i3d_torch.jsonl', 'batch256.jsonl',
              'batch256_no_autotune.jsonl'):
   path = out / name
   for line in path.read_text().splitlines() if path.exists() else []:
@@ -127,12 +143,12 @@ for row in rows:
         f"{row['step_s']} | {row['clips_per_s']} | {row.get('mfu', '-')} |")
 jax_manet = [r for r in rows if r['framework'] == 'jax' and
              r['model'] == 'manet-r50' and r['batch'] == 128]
-jax_vit = [r for r in rows if r['framework'] == 'jax' and
-           r['model'] == 'vit-b']
 for row in rows:
   if row['framework'] != 'torch':
     continue
-  mine = jax_vit if row['model'] == 'vit-b' else jax_manet
+  mine = jax_manet if row['model'] == 'manet-r50' else [
+      r for r in rows if r['framework'] == 'jax' and
+      r['model'] == row['model']]
   if mine:
     print(f"\nJAX {row['model']} over torch {row['variant']}: "
           f"{mine[0]['clips_per_s'] / row['clips_per_s']:.2f}x")

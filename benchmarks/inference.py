@@ -10,12 +10,15 @@ PyTorch.
       --variants=torch,jax         # ViT-B/16, 16x224, beside transformers
   PYTHONPATH=. python benchmarks/inference.py --model=vswin-t --batch=1 \
       --variants=torch,jax         # Swin-T, 32x224, beside torchvision
+  PYTHONPATH=. python benchmarks/inference.py --model=i3d --batch=1 \
+      --variants=torch,jax         # I3D-R50, 32x224, beside mmaction2
 
 `--model=vit-b` runs `configs/videomae.py:base` against transformers'
 `VideoMAEForVideoClassification` (SDPA attention) with the same random
 weights (every tensor drawn), converted by `maxmicro.convert`; 16 frames.
 `--model=vswin-t` runs `configs/vswin.py:tiny` against torchvision's
-`swin3d_t` the same way; 32 frames.
+`swin3d_t` the same way, and `--model=i3d` `configs/i3d.py` against
+mmaction2's own `ResNet3d` + `I3DHead` (tests/resnet3d_test.py); 32 frames.
 
 Each variant runs in its own process: a worker that builds its model, loads
 the same weights (the PyTorch reference MANet of tests/torch_reference.py,
@@ -55,7 +58,7 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 # Frames per clip of each --model.
-MODEL_FRAMES = {'manet': 8, 'vit-b': 16, 'vswin-t': 32}
+MODEL_FRAMES = {'manet': 8, 'vit-b': 16, 'vswin-t': 32, 'i3d': 32}
 MODEL = 'manet'  # Set from --model in main and in the workers, with:
 NUM_SEGMENTS = 8
 IMAGE_SIZE = 224
@@ -137,6 +140,12 @@ def torch_forward(batch, weights_path):
     return _torch_clip_forward(
         batch, weights_path, swin_reference(),
         lambda model, video: model(video.transpose(1, 2)))
+  if MODEL == 'i3d':
+    from tests import resnet3d_test  # pylint: disable=g-import-not-at-top
+    return _torch_clip_forward(
+        batch, weights_path,
+        resnet3d_test.drawn(resnet3d_test.Recognizer('i3d')),
+        lambda model, video: model(video.transpose(1, 2)))
   from maxmicro import ops  # pylint: disable=g-import-not-at-top
   from tests import torch_reference  # pylint: disable=g-import-not-at-top
   torch.set_num_threads(os.cpu_count())
@@ -198,6 +207,9 @@ def jax_forward(variant, batch, weights_path):
   elif MODEL == 'vswin-t':
     from configs import vswin  # pylint: disable=g-import-not-at-top
     config = vswin.get_config('tiny')
+  elif MODEL == 'i3d':
+    from configs import i3d  # pylint: disable=g-import-not-at-top
+    config = i3d.get_config()
   else:
     config = manet.get_config('paper')
   config.model.dtype = 'float32'

@@ -5,10 +5,15 @@ r"""Throughput of the MANet-R50 train step, its FLOP utilisation and compile tim
       --steps=20                                              # on a GPU
   PYTHONPATH=. python benchmarks/train_step.py --batch=32 --models=vit-b \
       --torch_model=vit-b --torch_variants=bf16,bf16-compile  # ViT-B 16x224
+  PYTHONPATH=. python benchmarks/train_step.py --batch=8 --models=vswin-s \
+      --torch_model=vswin-s --torch_variants=bf16,bf16-compile  # 32x224
 
 `--models=vit-b` times configs/videomae.py:base's step (AdamW, the backbone
 at 0.1x) on 16 frames, and `--torch_model=vit-b` transformers' VideoMAE with
-SDPA attention beside it.
+SDPA attention beside it. `--models=vswin-s` (configs/vswin.py:small) and
+`--models=i3d` (configs/i3d.py) take 32 frames; their PyTorch references
+are torchvision's swin3d_s (AdamW) and mmaction2's ResNet3d with I3DHead
+(SGD, tests/resnet3d_test.py).
 
 Times `train.train_step` (the real one: SGD with MANet's parameter groups,
 grad clipping, BatchNorm updates, CE + 50 x MSE of `configs/manet.py:paper`)
@@ -44,9 +49,11 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from benchmarks import flops as flops_lib  # noqa: E402  pylint: disable=g-import-not-at-top
+from configs import i3d  # noqa: E402  pylint: disable=g-import-not-at-top
 from configs import manet  # noqa: E402  pylint: disable=g-import-not-at-top
 from configs import tsn  # noqa: E402  pylint: disable=g-import-not-at-top
 from configs import videomae  # noqa: E402  pylint: disable=g-import-not-at-top
+from configs import vswin  # noqa: E402  pylint: disable=g-import-not-at-top
 from maxmicro import sharding  # noqa: E402  pylint: disable=g-import-not-at-top
 from maxmicro import tasks  # noqa: E402  pylint: disable=g-import-not-at-top
 from maxmicro import train  # noqa: E402  pylint: disable=g-import-not-at-top
@@ -86,13 +93,18 @@ def peak_flops(dtype_name):
 
 
 # `--models` names and what they build: MANet / TSN-R50 as the paper trains
-# them (8 frames), ViT-B as configs/videomae.py:base (16 frames).
-MODELS = {'manet': 'manet-r50', 'tsn': 'tsn-r50', 'vit-b': 'vit-b'}
+# them (8 frames), ViT-B as configs/videomae.py:base (16 frames), VSwin-S and
+# I3D-R50 as configs/vswin.py:small and configs/i3d.py (32 frames).
+MODELS = {'manet': 'manet-r50', 'tsn': 'tsn-r50', 'vit-b': 'vit-b',
+          'vswin-s': 'vswin-s', 'i3d': 'i3d-r50'}
+CLIP_CONFIGS = {'vit-b': lambda: videomae.get_config('base'),
+                'vswin-s': lambda: vswin.get_config('small'),
+                'i3d': lambda: i3d.get_config()}
 
 
 def _config(model_name, batch, dtype, label_vectors):
-  if model_name == 'vit-b':
-    config = videomae.get_config('size=base')
+  if model_name in CLIP_CONFIGS:
+    config = CLIP_CONFIGS[model_name]()
   else:
     config = (manet if model_name == 'manet' else tsn).get_config('paper')
   config.model.dtype = dtype
@@ -150,21 +162,42 @@ TORCH_VARIANTS = {'eager': {}, 'bf16': dict(autocast=True),
                   'bf16-compile': dict(autocast=True, compiled=True)}
 
 
-def torch_vit_step(batch, device='cpu', autocast=False, compiled=False):
-  """One step of transformers' VideoMAE ViT-B (SDPA attention, mean pooling),
-  AdamW at configs/videomae.py's rate, on 16 frames of 224."""
+def _clip_reference(model_name, batch):
+  """(module, logits of `(N, T, 3, S, S)` video, optimizer, frames) of a clip
+  model's PyTorch reference, with its recipe's optimizer."""
   import torch  # pylint: disable=g-import-not-at-top
-  import transformers  # pylint: disable=g-import-not-at-top
+  if model_name == 'vit-b':
+    import transformers  # pylint: disable=g-import-not-at-top
+    model = transformers.VideoMAEForVideoClassification(
+        transformers.VideoMAEConfig(num_labels=52, use_mean_pooling=True,
+                                    attn_implementation='sdpa'))
+    return (model, lambda video: model(pixel_values=video).logits,
+            torch.optim.AdamW(model.parameters(), lr=1e-3 * batch / 16,
+                              weight_decay=0.01), 16)
+  if model_name == 'vswin-s':
+    import torchvision  # pylint: disable=g-import-not-at-top
+    model = torchvision.models.video.swin3d_s(num_classes=52)
+    return (model, lambda video: model(video.transpose(1, 2)),
+            torch.optim.AdamW(model.parameters(), lr=1e-3 * batch / 4,
+                              weight_decay=0.02), 32)
+  from tests import resnet3d_test  # pylint: disable=g-import-not-at-top
+  model = resnet3d_test.Recognizer('i3d')
+  return (model, lambda video: model(video.transpose(1, 2)),
+          torch.optim.SGD(model.parameters(), lr=0.01 * batch / 64,
+                          momentum=0.9, weight_decay=1e-4), 32)
+
+
+def torch_clip_step(model_name, batch, device='cpu', autocast=False,
+                    compiled=False):
+  """One step of a clip model's PyTorch reference (`_clip_reference`) on
+  random clips of 224."""
+  import torch  # pylint: disable=g-import-not-at-top
   torch.manual_seed(0)
   torch.set_num_threads(os.cpu_count())
-  model = transformers.VideoMAEForVideoClassification(
-      transformers.VideoMAEConfig(num_labels=52, use_mean_pooling=True,
-                                  attn_implementation='sdpa')).train().to(
-                                      device)
-  optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3 * batch / 16,
-                                weight_decay=0.01)
-  frames = torch.randint(0, 256, (batch, 16, 3, 224, 224), dtype=torch.uint8,
-                         device=device)
+  model, logits_of, optimizer, num_frames = _clip_reference(model_name, batch)
+  model.train().to(device)
+  frames = torch.randint(0, 256, (batch, num_frames, 3, 224, 224),
+                         dtype=torch.uint8, device=device)
   labels = torch.randint(52, (batch,), device=device)
   mean = torch.tensor([123.675, 116.28, 103.53], device=device).view(
       1, 1, 3, 1, 1)
@@ -172,8 +205,7 @@ def torch_vit_step(batch, device='cpu', autocast=False, compiled=False):
       1, 1, 3, 1, 1)
 
   def loss_of(video):
-    return torch.nn.functional.cross_entropy(
-        model(pixel_values=video).logits, labels)
+    return torch.nn.functional.cross_entropy(logits_of(video), labels)
 
   if compiled:
     loss_of = torch.compile(loss_of)
@@ -193,10 +225,10 @@ def torch_vit_step(batch, device='cpu', autocast=False, compiled=False):
 def torch_step(batch, device='cpu', autocast=False, channels_last=False,
                compiled=False, model_name='manet'):
   """A function that runs one step of the PyTorch reference of
-  `model_name`: MANet (tests/torch_reference.py) or ViT-B."""
-  if model_name == 'vit-b':
-    assert not channels_last, 'a ViT has no channels_last variant'
-    return torch_vit_step(batch, device, autocast, compiled)
+  `model_name`: MANet (tests/torch_reference.py) or a clip model."""
+  if model_name in CLIP_CONFIGS:
+    assert not channels_last, 'channels_last is for 2D convolutions'
+    return torch_clip_step(model_name, batch, device, autocast, compiled)
   import torch  # pylint: disable=g-import-not-at-top
   from tests import torch_reference  # pylint: disable=g-import-not-at-top
   torch.manual_seed(0)
@@ -305,7 +337,8 @@ def main():
                       help='Clips per step (default: 2 on CPU, 128 else).')
   parser.add_argument('--steps', type=int, default=None)
   parser.add_argument('--models', default='manet',
-                      help='Comma-separated: manet, tsn, vit-b; empty: PyTorch only '
+                      help='Comma-separated: ' + ', '.join(MODELS) +
+                      '; empty: PyTorch only '
                       '(on a GPU, each framework in its own process keeps '
                       'the memory to itself).')
   parser.add_argument('--dtype', default='auto',
@@ -314,7 +347,7 @@ def main():
   parser.add_argument('--torch', default=None, choices=('yes', 'no'),
                       help='Also time PyTorch (default: yes on CPU).')
   parser.add_argument('--torch_model', default='manet',
-                      choices=('manet', 'vit-b'),
+                      choices=('manet', *CLIP_CONFIGS),
                       help='The PyTorch reference to time.')
   parser.add_argument('--xla_defaults', action='store_true',
                       help="Also time each model compiled with XLA's default "
@@ -391,7 +424,8 @@ def main():
     print(json.dumps({
         'model': MODELS[args.torch_model], 'framework': 'torch',
         'variant': variant, 'batch': batch,
-        'frames': 16 if args.torch_model == 'vit-b' else 8, 'size': 224,
+        'frames': (CLIP_CONFIGS[args.torch_model]().model.num_segments
+                   if args.torch_model in CLIP_CONFIGS else 8), 'size': 224,
         'device': (f'cpu ({threads})' if on_cpu else
                    f'{device.device_kind}'),
         'step_s': round(seconds[key], 4),

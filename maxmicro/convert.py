@@ -11,8 +11,15 @@ Each family names its variables in its own module (`models.FAMILIES`,
   pre-trained (`encoder.*`, a backbone only); transformers'
   `VideoMAEForVideoClassification` and `VideoMAEModel`; mmaction2 1.x
   `VisionTransformer` (`backbone.*`, `cls_head.fc_cls`). A learned position
-  table is resized to the model's frames and image size; a head of another
-  class count starts fresh.
+  table is resized to the model's frames and image size.
+- Video Swin (`models/swin_names.py`): mmaction2 1.x and 0.x
+  `SwinTransformer3D` recognisers (the MAC 2024 track-1 baseline's MA-52
+  checkpoints), torchvision's `swin3d_*`, and a 2D ImageNet Swin inflated as
+  mmaction2's `pretrained2d` does (a backbone only).
+- 3D ResNets (`models/resnet3d_names.py`): mmaction2 `ResNet3d` /
+  `ResNet3dSlowOnly` recognisers, and torchvision's ImageNet ResNet-50
+  inflated as `pretrained2d` (a backbone only).
+A head of another class count starts fresh, in every family.
 This module is the same for all: it reads the files (`state_dict_files`:
 `.pth` without unpickling code, `.safetensors`), checks the keys, and writes
 workdirs. Whole models convert with `torch_to_variables`; a backbone alone

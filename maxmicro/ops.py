@@ -110,3 +110,44 @@ def conv_or_matmul(lhs, rhs, window_strides, padding, **kwargs):
   row_stride, column_stride = window_strides
   x = lhs[:, ::row_stride, ::column_stride]
   return matmul_1x1(x, rhs[0, 0], kwargs.get('precision'))
+
+
+# 2D convolutions of NHWC frames with HWIO kernels.
+_FRAME_DIMENSIONS = ('NHWC', 'HWIO', 'NHWC')
+
+
+def conv3d_by_frames(lhs, rhs, window_strides, padding, **kwargs):
+  """`lax.conv_general_dilated` of NTHWC clips; on CPU as 2D convolutions.
+
+  `nn.Conv`'s `conv_general_dilated` for 3D ResNets. XLA:CPU runs 3D
+  convolutions several times slower than 2D ones and matmuls. A (kt, kh, kw)
+  kernel of temporal stride s is a 2D (kh, kw) convolution of each output
+  step's kt input frames stacked over channels (frames s apart; a 1x1 one a
+  matmul, `conv_or_matmul`): the same products, summed in another order.
+  On GPU and TPU, whose libraries have fast 3D convolutions, and for grouped
+  or dilated convolutions, it stays a 3D convolution.
+  """
+  dilated = any(d != 1 for name in ('lhs_dilation', 'rhs_dilation')
+                for d in (kwargs.get(name) or (1,)))
+  if (jax.default_backend() != 'cpu' or isinstance(padding, str) or dilated
+      or kwargs.get('feature_group_count', 1) != 1):
+    return jax.lax.conv_general_dilated(lhs, rhs, window_strides, padding,
+                                        **kwargs)
+  kernel_t, kernel_h, kernel_w, channels_in, channels_out = rhs.shape
+  stride_t = window_strides[0]
+  x = jnp.pad(lhs, ((0, 0), tuple(padding[0]), (0, 0), (0, 0), (0, 0)))
+  steps = (x.shape[1] - kernel_t) // stride_t + 1
+  last = stride_t * (steps - 1) + 1
+  stacked = jnp.concatenate([x[:, k:k + last:stride_t]
+                             for k in range(kernel_t)], axis=-1)
+  clips = stacked.shape[0]
+  kernel = rhs.transpose(1, 2, 0, 3, 4).reshape(
+      kernel_h, kernel_w, kernel_t * channels_in, channels_out)
+  spatial_padding = tuple(tuple(pair) for pair in padding[1:])
+  y = conv_or_matmul(
+      stacked.reshape((clips * steps,) + stacked.shape[2:]), kernel,
+      tuple(window_strides[1:]),
+      'VALID' if spatial_padding == ((0, 0), (0, 0)) else spatial_padding,
+      dimension_numbers=_FRAME_DIMENSIONS, precision=kwargs.get('precision'),
+      preferred_element_type=kwargs.get('preferred_element_type'))
+  return y.reshape((clips, steps) + y.shape[1:])

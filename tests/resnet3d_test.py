@@ -41,7 +41,7 @@ class Recognizer(torch.nn.Module):
     return self.cls_head(self.backbone(video))
 
 
-def _drawn(module, seed=0):
+def drawn(module, seed=0):
   """Every float tensor drawn: BatchNorm scales near 1 and variances near 1
   (positive), the rest of the scale of trained weights."""
   generator = torch.Generator().manual_seed(seed)
@@ -69,7 +69,7 @@ def _config(name, num_segments):
 @pytest.mark.parametrize('name, shape', [('i3d', (16, 64, 64)),
                                          ('slowonly', (4, 64, 48))])
 def test_logits_equal_mmaction2(name, shape):
-  reference = _drawn(Recognizer(name))
+  reference = drawn(Recognizer(name))
   state_dict = {key: value.numpy()
                 for key, value in reference.state_dict().items()}
   assert resnet3d_names.detect_layout(state_dict) == resnet3d_names.MMACTION
@@ -92,7 +92,7 @@ def test_logits_equal_mmaction2(name, shape):
 def test_imagenet_resnet50_is_inflated_as_mmaction2_does(tmp_path):
   """torchvision's ResNet-50 initialises I3D's backbone: each 2D kernel
   repeated over the 3D kernel's frames and divided by their count."""
-  state_dict = _drawn(torchvision.models.resnet50()).state_dict()
+  state_dict = drawn(torchvision.models.resnet50()).state_dict()
   assert resnet3d_names.detect_layout(state_dict) == \
       resnet3d_names.IMAGENET_2D
   path = tmp_path / 'resnet50.pth'

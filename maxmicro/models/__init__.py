@@ -1,7 +1,8 @@
 """Model zoo: `build_model(config)` is where a config becomes a module.
 
 Config values are checked once, when the command line is parsed
-(`maxmicro.config_checks`, from the tables here and in `resnet`).
+(`maxmicro.config_checks`, from the tables here: each family's `choices`
+and `check_config`).
 """
 
 import dataclasses

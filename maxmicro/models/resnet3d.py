@@ -20,6 +20,7 @@ import flax.linen as nn
 import jax.numpy as jnp
 import numpy as np
 
+from maxmicro import ops
 from maxmicro.models import resnet
 
 STAGE_BLOCKS = {50: (3, 4, 6, 3), 101: (3, 4, 23, 3)}
@@ -39,7 +40,8 @@ class ConvModule(nn.Module):
     padding = [((k - 1) // 2,) * 2 for k in self.kernel_size]
     x = nn.Conv(self.features, tuple(self.kernel_size), tuple(self.strides),
                 padding=padding, use_bias=False, dtype=self.dtype,
-                kernel_init=resnet.conv_kernel_init, name='conv')(x)
+                kernel_init=resnet.conv_kernel_init,
+                conv_general_dilated=ops.conv3d_by_frames, name='conv')(x)
     # Flax momentum is 1 - torch momentum (0.1).
     x = nn.BatchNorm(use_running_average=not train, momentum=0.9,
                      epsilon=resnet.BATCH_NORM_EPSILON, dtype=self.dtype,
