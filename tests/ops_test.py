@@ -111,3 +111,36 @@ def test_runs_sharded_over_an_8_device_mesh():
       print('ok', len(y.addressable_shards))
   """)
   assert 'ok 8' in output
+
+
+# (kernel, strides, padding): I3D's stem, inflated and plain bottleneck
+# convolutions, a strided 1x1x1 projection, and a temporal stride on a
+# 3x3x3 kernel.
+@pytest.mark.parametrize('kernel, strides, padding', [
+    ((5, 7, 7), (2, 2, 2), ((2, 2), (3, 3), (3, 3))),
+    ((3, 1, 1), (1, 1, 1), ((1, 1), (0, 0), (0, 0))),
+    ((1, 3, 3), (1, 2, 2), ((0, 0), (1, 1), (1, 1))),
+    ((1, 1, 1), (1, 2, 2), ((0, 0), (0, 0), (0, 0))),
+    ((3, 3, 3), (2, 1, 1), ((1, 1), (1, 1), (1, 1))),
+])
+def test_conv3d_by_frames_is_the_3d_convolution(kernel, strides, padding):
+  """Values and both gradients equal XLA's 3D convolution."""
+  x_key, w_key, g_key = jax.random.split(jax.random.key(0), 3)
+  x = jax.random.normal(x_key, (2, 7, 9, 8, 3))
+  w = jax.random.normal(w_key, kernel + (3, 5))
+  dimensions = ('NDHWC', 'DHWIO', 'NDHWC')
+
+  def apply(conv):
+    return lambda x, w: conv(x, w, strides, padding,
+                             dimension_numbers=dimensions)
+
+  want, want_vjp = jax.vjp(apply(jax.lax.conv_general_dilated), x, w)
+  got, got_vjp = jax.vjp(apply(ops.conv3d_by_frames), x, w)
+  g = jax.random.normal(g_key, want.shape)
+  # The same float32 products of unit normals, summed in another order:
+  # sums of up to 735 terms (values up to ~100), a few ulps of that scale.
+  for got_array, want_array in ((got, want),
+                                *zip(jax.jit(got_vjp)(g), want_vjp(g))):
+    scale = np.abs(want_array).max()
+    np.testing.assert_allclose(got_array, want_array, rtol=1e-5,
+                               atol=1e-5 * scale)
