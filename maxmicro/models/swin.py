@@ -111,6 +111,8 @@ class WindowAttention(nn.Module):
     table = self.param(
         'relative_position_bias_table', vit.dense_kernel_init,
         (int(np.prod([2 * w - 1 for w in self.window_size])), self.num_heads))
+    # The full window's index, cut to a clipped window's tokens as the
+    # references do (see the module docstring).
     index = relative_position_index(self.window_size)[:volume, :volume]
     bias = table[index.reshape(-1)].reshape(volume, volume, -1)
     logits = logits + bias.transpose(2, 0, 1).astype(logits.dtype)
