@@ -6,6 +6,8 @@ clip_backbones_test.py; the detector on ViT features in
 detection_clip_backbones_test.py.
 """
 
+from unittest import mock
+
 import jax
 import numpy as np
 import pytest
@@ -15,6 +17,7 @@ from maxmicro import models
 from maxmicro import sharding
 from maxmicro import tasks
 from maxmicro import train
+from maxmicro.models import vit
 from tests import cpu_devices
 
 
@@ -165,3 +168,19 @@ def test_vit_g_state_per_device_is_about_an_eighth():
   assert 10 < total_gib < 14
   # Only small leaves (norms, biases) stay replicated.
   assert 1 / 8 <= ratio < 1 / 8 * 1.02
+
+
+def test_attention_is_the_same_on_every_backend():
+  """The heads-first attention XLA:CPU runs equals the one GPUs and TPUs run
+  (`jax.nn.dot_product_attention`), computed here on the CPU."""
+  config = videomae.get_config('tiny')
+  model = models.build_model(config)
+  video = np.random.default_rng(0).normal(
+      size=models.input_shape(config, 2)).astype(np.float32)
+  variables = model.init(jax.random.key(0), video)
+  cpu = model.apply(variables, video)['action_logits']
+  with mock.patch.object(vit.jax, 'default_backend', lambda: 'gpu'):
+    fused = model.apply(variables, video)['action_logits']
+  # The same float32 products, summed in another order: a few ulps.
+  scale = np.abs(np.asarray(cpu)).max()
+  np.testing.assert_allclose(fused, cpu, rtol=1e-5, atol=1e-5 * scale)
