@@ -45,6 +45,7 @@ to XLA as convolutions); and YNNPACK for dots or for convolutions.
 
 import argparse
 import gzip
+import importlib
 import json
 import os
 import re
@@ -90,13 +91,17 @@ def _clips(batch):
       0, 256, (batch, NUM_SEGMENTS, IMAGE_SIZE, IMAGE_SIZE, 3), np.uint8)
 
 
-def videomae_reference(seed=0):
-  """transformers' VideoMAE ViT-B/16 of configs/videomae.py:base, with every
-  tensor drawn (norm scales about 1, the rest of trained weights' scale)."""
-  import torch  # pylint: disable=g-import-not-at-top
+# Each clip model's PyTorch reference, every tensor drawn (norm scales about
+# 1, the rest of trained weights' scale; `randomize` for convolutional
+# networks), with `logits((N, T, 3, S, S) video)`.
+
+
+def _vit_b_reference():
+  """transformers' VideoMAE ViT-B/16 of configs/videomae.py:base."""
   import transformers  # pylint: disable=g-import-not-at-top
   from configs import videomae  # pylint: disable=g-import-not-at-top
-  model = videomae.get_config('size=base').model
+  from tests import torch_reference  # pylint: disable=g-import-not-at-top
+  model = videomae.get_config('base').model
   reference = transformers.VideoMAEForVideoClassification(
       transformers.VideoMAEConfig(
           hidden_size=model.embed_dim, num_hidden_layers=model.depth,
@@ -104,50 +109,49 @@ def videomae_reference(seed=0):
           intermediate_size=model.mlp_dim, num_frames=model.num_segments,
           image_size=IMAGE_SIZE, patch_size=model.patch_size,
           num_labels=model.num_classes, qkv_bias=True, use_mean_pooling=True,
-          layer_norm_eps=1e-6, attn_implementation='sdpa')).eval()
-  generator = torch.Generator().manual_seed(seed)
-  with torch.no_grad():
-    for name, tensor in reference.state_dict().items():
-      offset = 1.0 if 'norm' in name and name.endswith('weight') else 0.0
-      tensor.copy_(offset + 0.02 * torch.randn(tensor.shape,
-                                               generator=generator))
-  return reference
+          layer_norm_eps=1e-6, attn_implementation='sdpa'))
+  torch_reference.draw_every_tensor(reference, scale=0.02)
+  return reference, lambda video: reference(pixel_values=video).logits
 
 
-def swin_reference(seed=0):
-  """torchvision's swin3d_t with 52 classes, every float tensor drawn."""
-  import torch  # pylint: disable=g-import-not-at-top
+def _vswin_t_reference():
+  """torchvision's swin3d_t with 52 classes."""
   import torchvision  # pylint: disable=g-import-not-at-top
-  reference = torchvision.models.video.swin3d_t(num_classes=52).eval()
-  generator = torch.Generator().manual_seed(seed)
-  with torch.no_grad():
-    for name, tensor in reference.state_dict().items():
-      if tensor.is_floating_point():
-        offset = 1.0 if 'norm' in name and name.endswith('weight') else 0.0
-        tensor.copy_(offset + 0.02 * torch.randn(tensor.shape,
-                                                 generator=generator))
-  return reference
+  from tests import torch_reference  # pylint: disable=g-import-not-at-top
+  reference = torch_reference.draw_every_tensor(
+      torchvision.models.video.swin3d_t(num_classes=52), scale=0.02)
+  return reference, lambda video: reference(video.transpose(1, 2))
+
+
+def _i3d_reference():
+  """mmaction2's own ResNet3d + I3DHead of configs/i3d.py."""
+  from tests import resnet3d_test  # pylint: disable=g-import-not-at-top
+  from tests import torch_reference  # pylint: disable=g-import-not-at-top
+  reference = torch_reference.randomize(resnet3d_test.Recognizer('i3d'),
+                                        seed=0)
+  return reference, lambda video: reference(video.transpose(1, 2))
+
+
+def _config(name, arg=None):
+  """`configs/<name>.py:<arg>`, imported in the worker that needs it."""
+  return importlib.import_module(f'configs.{name}').get_config(arg)
+
+
+# A clip model's --model: (its config, its PyTorch reference).
+CLIP_MODELS = {
+    'vit-b': (lambda: _config('videomae', 'base'), _vit_b_reference),
+    'vswin-t': (lambda: _config('vswin', 'tiny'), _vswin_t_reference),
+    'i3d': (lambda: _config('i3d'), _i3d_reference),
+}
 
 
 def torch_forward(batch, weights_path):
   """Writes the reference's weights to `weights_path`; returns a forward."""
   import torch  # pylint: disable=g-import-not-at-top
-  if MODEL == 'vit-b':
-    return _torch_clip_forward(
-        batch, weights_path, videomae_reference(),
-        lambda model, video: model(pixel_values=video).logits)
-  if MODEL == 'vswin-t':
-    return _torch_clip_forward(
-        batch, weights_path, swin_reference(),
-        lambda model, video: model(video.transpose(1, 2)))
-  if MODEL == 'i3d':
-    from tests import resnet3d_test  # pylint: disable=g-import-not-at-top
-    return _torch_clip_forward(
-        batch, weights_path,
-        resnet3d_test.drawn(resnet3d_test.Recognizer('i3d')),
-        lambda model, video: model(video.transpose(1, 2)))
-  from maxmicro import ops  # pylint: disable=g-import-not-at-top
   from tests import torch_reference  # pylint: disable=g-import-not-at-top
+  if MODEL in CLIP_MODELS:
+    return _torch_clip_forward(batch, weights_path)
+  from maxmicro import ops  # pylint: disable=g-import-not-at-top
   torch.set_num_threads(os.cpu_count())
   model = torch_reference.randomize(
       torch_reference.MANetReference(num_segments=NUM_SEGMENTS), seed=0)
@@ -166,11 +170,12 @@ def torch_forward(batch, weights_path):
   return 0.0, None, forward
 
 
-def _torch_clip_forward(batch, weights_path, model, logits_of):
-  """A clip model's forward: `logits_of(model, (N, T, 3, S, S) video)`."""
+def _torch_clip_forward(batch, weights_path):
+  """The forward of `MODEL`'s PyTorch reference (`CLIP_MODELS`)."""
   import torch  # pylint: disable=g-import-not-at-top
   from maxmicro import ops  # pylint: disable=g-import-not-at-top
   torch.set_num_threads(os.cpu_count())
+  model, logits_of = CLIP_MODELS[MODEL][1]()
   np.savez(weights_path, **{key: value.numpy() for key, value
                             in model.state_dict().items()})
   clips = torch.from_numpy(_clips(batch))  # (N, T, S, S, 3)
@@ -180,7 +185,7 @@ def _torch_clip_forward(batch, weights_path, model, logits_of):
   def forward():
     with torch.no_grad():
       video = (clips.permute(0, 1, 4, 2, 3).float() - mean) / std
-      return torch.softmax(logits_of(model, video), -1).numpy()
+      return torch.softmax(logits_of(video), -1).numpy()
 
   return 0.0, None, forward
 
@@ -201,15 +206,8 @@ def jax_forward(variant, batch, weights_path):
   options, folded, matmul = JAX_VARIANTS[variant]
   if options == 'maxmicro':
     options = xla_options.compiler_options()
-  if MODEL == 'vit-b':
-    from configs import videomae  # pylint: disable=g-import-not-at-top
-    config = videomae.get_config('base')
-  elif MODEL == 'vswin-t':
-    from configs import vswin  # pylint: disable=g-import-not-at-top
-    config = vswin.get_config('tiny')
-  elif MODEL == 'i3d':
-    from configs import i3d  # pylint: disable=g-import-not-at-top
-    config = i3d.get_config()
+  if MODEL in CLIP_MODELS:
+    config = CLIP_MODELS[MODEL][0]()
   else:
     config = manet.get_config('paper')
   config.model.dtype = 'float32'

@@ -13,6 +13,7 @@ from maxmicro import convert
 from maxmicro import models
 from maxmicro.models import vit_names
 from maxmicro.models import vit
+from tests import torch_reference
 
 CLIPS = 1
 
@@ -35,16 +36,7 @@ def _reference(config):
           tubelet_size=model.tubelet_size, num_labels=model.num_classes,
           qkv_bias=True, use_mean_pooling=True,
           layer_norm_eps=vit.LAYER_NORM_EPSILON)).eval()
-  generator = torch.Generator().manual_seed(0)
-  with torch.no_grad():
-    for name, tensor in reference.state_dict().items():
-      # Norm scales near 1, everything else of the scale of the trained
-      # weights, so that no block's output vanishes or blows up.
-      offset = 1.0 if name.endswith(('norm.weight', 'before.weight',
-                                     'after.weight')) else 0.0
-      tensor.copy_(offset + 0.05 * torch.randn(tensor.shape,
-                                               generator=generator))
-  return reference
+  return torch_reference.draw_every_tensor(reference)
 
 
 @pytest.fixture(scope='module')

@@ -19,7 +19,6 @@ import pytest
 
 from configs import mmad
 from configs import mmad_demo
-from maxmicro import checkpoint
 from maxmicro import config_checks
 from maxmicro import detection_commands
 from maxmicro import optim

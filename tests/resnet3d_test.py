@@ -14,6 +14,7 @@ from maxmicro import convert
 from maxmicro import models
 from maxmicro.models import resnet3d_names
 from tests import mmaction_reference
+from tests import torch_reference
 
 # mmaction2 keyword arguments of each config's backbone, as the official
 # I3D config and mmaction2's SlowOnly define them.
@@ -41,24 +42,6 @@ class Recognizer(torch.nn.Module):
     return self.cls_head(self.backbone(video))
 
 
-def drawn(module, seed=0):
-  """Every float tensor drawn: BatchNorm scales near 1 and variances near 1
-  (positive), the rest of the scale of trained weights."""
-  generator = torch.Generator().manual_seed(seed)
-  with torch.no_grad():
-    for name, tensor in module.state_dict().items():
-      if not tensor.is_floating_point():
-        continue
-      noise = torch.randn(tensor.shape, generator=generator)
-      if name.endswith(('bn.weight', 'running_var')):
-        tensor.copy_(1.0 + 0.1 * noise.abs())
-      elif tensor.ndim == 5:  # Convolutions: He-like, so depth keeps scale.
-        tensor.copy_(noise * (2.0 / tensor[0].numel()) ** 0.5)
-      else:
-        tensor.copy_(0.05 * noise)
-  return module.eval()
-
-
 def _config(name, num_segments):
   config = CONFIGS[name]()
   config.model.dtype = 'float32'
@@ -69,7 +52,7 @@ def _config(name, num_segments):
 @pytest.mark.parametrize('name, shape', [('i3d', (16, 64, 64)),
                                          ('slowonly', (4, 64, 48))])
 def test_logits_equal_mmaction2(name, shape):
-  reference = drawn(Recognizer(name))
+  reference = torch_reference.randomize(Recognizer(name), seed=0)
   state_dict = {key: value.numpy()
                 for key, value in reference.state_dict().items()}
   assert resnet3d_names.detect_layout(state_dict) == resnet3d_names.MMACTION
@@ -92,7 +75,8 @@ def test_logits_equal_mmaction2(name, shape):
 def test_imagenet_resnet50_is_inflated_as_mmaction2_does(tmp_path):
   """torchvision's ResNet-50 initialises I3D's backbone: each 2D kernel
   repeated over the 3D kernel's frames and divided by their count."""
-  state_dict = drawn(torchvision.models.resnet50()).state_dict()
+  state_dict = torch_reference.randomize(torchvision.models.resnet50(),
+                                         seed=0).state_dict()
   assert resnet3d_names.detect_layout(state_dict) == \
       resnet3d_names.IMAGENET_2D
   path = tmp_path / 'resnet50.pth'

@@ -4,7 +4,6 @@ parameter counts, an mmaction2 checkpoint served untrained."""
 
 import csv
 import os
-import re
 import subprocess
 import sys
 
@@ -24,6 +23,7 @@ from maxmicro.models import swin_names
 from tests import cpu_devices
 from tests import mmaction_reference
 from tests import tiny_run
+from tests import torch_reference
 
 
 def _config(size='tiny', num_segments=32):
@@ -33,25 +33,11 @@ def _config(size='tiny', num_segments=32):
   return config
 
 
-def _drawn(module, seed=0):
-  """`module` with every float tensor drawn at random: norm scales near 1,
-  the rest of the scale of trained weights (so no block's output vanishes
-  or blows up); the integer relative-position indices stay."""
-  generator = torch.Generator().manual_seed(seed)
-  with torch.no_grad():
-    for name, tensor in module.state_dict().items():
-      if not tensor.is_floating_point():
-        continue
-      offset = 1.0 if re.search(r'norm\d?\.weight$', name) else 0.0
-      tensor.copy_(offset + 0.05 * torch.randn(tensor.shape,
-                                               generator=generator))
-  return module.eval()
-
-
 @pytest.fixture(scope='module')
 def reference():
   """torchvision's swin3d_t with 52 classes and drawn weights, as numpy."""
-  module = _drawn(torchvision.models.video.swin3d_t(num_classes=52))
+  module = torch_reference.draw_every_tensor(
+      torchvision.models.video.swin3d_t(num_classes=52))
   state_dict = {key: value.numpy() for key, value in
                 module.state_dict().items()}
   return module, state_dict
@@ -112,7 +98,7 @@ class MmactionSwin(torch.nn.Module):
 def test_mmaction2_swin_gives_the_same_logits(version):
   """mmaction2 1.x's state dict (final norm `backbone.norm3`) and the same
   weights in 0.x's names (`backbone.norm`)."""
-  module = _drawn(MmactionSwin())
+  module = torch_reference.draw_every_tensor(MmactionSwin())
   state_dict = _mmaction_state_dict(module)
   layout = swin_names.MMACTION
   if version == '0.x':
@@ -136,7 +122,8 @@ def test_imagenet_2d_swin_is_inflated_as_mmaction2_does(tmp_path):
   initialises the backbone: the kernel repeated over the tubelet's 2 frames
   and halved, each table repeated over the 15 temporal offsets."""
   rng = np.random.default_rng(3)
-  three_d = _mmaction_state_dict(_drawn(MmactionSwin()))
+  three_d = _mmaction_state_dict(
+      torch_reference.draw_every_tensor(MmactionSwin()))
   two_d = {}
   for key, value in three_d.items():
     if key.startswith('cls_head.'):
@@ -166,9 +153,8 @@ def test_imagenet_2d_swin_is_inflated_as_mmaction2_does(tmp_path):
         backbone['patch_embed_proj']['kernel'][frame], kernel)
   table = backbone['layers_2_blocks_3']['attn']['relative_position_bias_table']
   assert table.shape == (15 * 13 * 13, 12)
-  np.testing.assert_array_equal(
-      table, np.tile(two_d['layers.2.blocks.3.attn.relative_position_bias_table'],
-                     (15, 1)))
+  table_2d = two_d['layers.2.blocks.3.attn.relative_position_bias_table']
+  np.testing.assert_array_equal(table, np.tile(table_2d, (15, 1)))
   np.testing.assert_array_equal(backbone['norm']['scale'],
                                 two_d['norm.weight'])
   # The head is ImageNet's: the classifier keeps its fresh one.
@@ -212,7 +198,7 @@ def test_an_mmaction2_checkpoint_evaluates_and_submits_untrained(
   """The MAC baseline's use: an mmaction2 Video Swin checkpoint converted
   into a workdir, then `run.py --mode=eval|submit|predict` with no training;
   predict's probabilities are the reference module's on the same clip."""
-  reference = _drawn(MmactionSwin(
+  reference = torch_reference.draw_every_tensor(MmactionSwin(
       arch=dict(embed_dims=16, depths=[2, 2], num_heads=[1, 2]),
       window_size=(2, 4, 4), out_indices=(1,)))
   state_dict = reference.state_dict()

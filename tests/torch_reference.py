@@ -232,11 +232,11 @@ def randomize(model, seed):
 
   with torch.no_grad():
     for module in model.modules():
-      if isinstance(module, (nn.Conv1d, nn.Conv2d)):
+      if isinstance(module, (nn.Conv1d, nn.Conv2d, nn.Conv3d)):
         fan_in = module.weight[0].numel()
         module.weight.copy_(torch.randn(module.weight.shape,
                                         generator=generator) / fan_in**0.5)
-      elif isinstance(module, nn.BatchNorm2d):
+      elif isinstance(module, (nn.BatchNorm2d, nn.BatchNorm3d)):
         uniform(module.weight, 0.5, 1.0)
         uniform(module.bias, -0.2, 0.2)
         uniform(module.running_mean, -0.2, 0.2)
@@ -246,4 +246,21 @@ def randomize(model, seed):
         uniform(module.weight, -bound, bound)
         if module.bias is not None:
           uniform(module.bias, -bound, bound)
+  return model.eval()
+
+
+def draw_every_tensor(model, seed=0, scale=0.05):
+  """Every float tensor of `model` drawn from N(0, scale^2), norm scales
+  (weights of modules named `*norm*`) around 1 instead, so that no block's
+  output vanishes or blows up; integer buffers (relative position indices)
+  stay. For transformers (ViT, Swin); returns `model` in eval mode."""
+  generator = torch.Generator().manual_seed(seed)
+  with torch.no_grad():
+    for name, tensor in model.state_dict().items():
+      if not tensor.is_floating_point():
+        continue
+      *modules, leaf = name.split('.')
+      offset = 1.0 if leaf == 'weight' and 'norm' in modules[-1] else 0.0
+      tensor.copy_(offset + scale * torch.randn(tensor.shape,
+                                                generator=generator))
   return model.eval()
